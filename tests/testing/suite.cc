@@ -1,0 +1,193 @@
+#include "tests/testing/suite.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+
+namespace tollgate::testing {
+namespace {
+
+// Prices mirror PROVIDERS.md §5 list prices (USD per million tokens).
+constexpr const char* kCatalogTemplate = R"yaml(
+providers:
+  - name: mock
+    dialect: openai
+    base_url: http://127.0.0.1:$MOCK/v1
+  - name: dead
+    dialect: openai
+    base_url: http://127.0.0.1:$DEAD/v1
+deployments:
+  - id: mock-gpt-4o-mini
+    provider: mock
+    upstream_model: gpt-4o-mini
+    region: local
+    prices: {input: "0.15", cached_input: "0.075", output: "0.60"}
+    capabilities: [chat, stream, tools, json]
+  - id: mock-gpt-4o
+    provider: mock
+    upstream_model: gpt-4o
+    region: local
+    prices: {input: "2.50", cached_input: "1.25", output: "10.00"}
+    capabilities: [chat, stream, tools, json]
+  - id: dead-gpt-4o-mini
+    provider: dead
+    upstream_model: gpt-4o-mini
+    region: local
+    prices: {input: "0.15", cached_input: "0.075", output: "0.60"}
+models:
+  - name: gpt-4o-mini
+    aliases: [mini]
+    owned_by: openai
+    deployments: [mock-gpt-4o-mini]
+  - name: gpt-4o
+    owned_by: openai
+    deployments: [mock-gpt-4o]
+  - name: resilient
+    deployments: [dead-gpt-4o-mini, mock-gpt-4o-mini]
+)yaml";
+
+constexpr const char* kGatewayConfig = R"yaml(
+keys:
+  - key: tg-test-alpha-key
+    id: alpha-key
+    team: alpha
+    environment: test
+  - key: tg-test-beta-key
+    id: beta-key
+    team: beta
+)yaml";
+
+}  // namespace
+
+std::string Suite::Binary(const std::string& name) {
+  if (name == "tollgate-gateway") return TOLLGATE_GATEWAY_BIN;
+  if (name == "tollgate-router") return TOLLGATE_ROUTER_BIN;
+  if (name == "tollgate-ledger") return TOLLGATE_LEDGER_BIN;
+  if (name == "tollgate-mock-provider") return TOLLGATE_MOCK_BIN;
+  if (name == "tollgatectl") return TOLLGATECTL_BIN;
+  return name;
+}
+
+absl::StatusOr<std::unique_ptr<Suite>> Suite::Start(const SuiteOptions& options) {
+  std::unique_ptr<Suite> suite(new Suite());
+  absl::Status st = suite->Boot(options);
+  if (!st.ok()) {
+    return absl::Status(st.code(), absl::StrCat(st.message(), "\n--- logs ---\n", suite->Logs()));
+  }
+  return suite;
+}
+
+absl::Status Suite::Boot(const SuiteOptions& options) {
+  options_ = options;
+  auto pg = PostgresServer::Start();
+  if (!pg.ok()) return pg.status();
+  pg_ = std::move(*pg);
+  absl::Status st = pg_->CreateDatabase(database_);
+  if (!st.ok()) return st;
+
+  ledger_port_ = PickFreePort();
+  ledger_admin_port_ = PickFreePort();
+  router_port_ = PickFreePort();
+  router_admin_port_ = PickFreePort();
+  mock_port_ = PickFreePort();
+  gateway_port_ = PickFreePort();
+  dead_port_ = PickFreePort();  // nothing listens here: connect errors
+
+  WriteFile(dir() + "/catalog.yaml",
+            absl::StrReplaceAll(kCatalogTemplate, {{"$MOCK", absl::StrCat(mock_port_)},
+                                                   {"$DEAD", absl::StrCat(dead_port_)}}));
+  WriteFile(dir() + "/gateway.yaml", kGatewayConfig);
+
+  st = StartLedger();
+  if (!st.ok()) return st;
+  std::vector<std::string> router = {Binary("tollgate-router"),
+                                     "--catalog=" + dir() + "/catalog.yaml",
+                                     absl::StrCat("--listen=127.0.0.1:", router_port_),
+                                     absl::StrCat("--admin_listen=", router_admin_address()),
+                                     absl::StrCat("--metrics_listen=127.0.0.1:", PickFreePort())};
+  router.insert(router.end(), options.router_flags.begin(), options.router_flags.end());
+  st = StartProcess(router_, "router", router, router_port_);
+  if (!st.ok()) return st;
+
+  std::vector<std::string> mock = {Binary("tollgate-mock-provider"),
+                                   absl::StrCat("--listen=127.0.0.1:", mock_port_)};
+  mock.insert(mock.end(), options.mock_flags.begin(), options.mock_flags.end());
+  st = StartProcess(mock_, "mock", mock, mock_port_);
+  if (!st.ok()) return st;
+
+  std::vector<std::string> gateway = {Binary("tollgate-gateway"),
+                                      "--config=" + dir() + "/gateway.yaml",
+                                      absl::StrCat("--listen=127.0.0.1:", gateway_port_),
+                                      absl::StrCat("--router=127.0.0.1:", router_port_),
+                                      absl::StrCat("--ledger=127.0.0.1:", ledger_port_)};
+  gateway.insert(gateway.end(), options.gateway_flags.begin(), options.gateway_flags.end());
+  return StartProcess(gateway_, "gateway", gateway, gateway_port_);
+}
+
+absl::Status Suite::StartProcess(std::unique_ptr<Process>& slot, const std::string& name,
+                                 std::vector<std::string> argv, int wait_port) {
+  auto p = Process::Start(argv, dir() + "/" + name + ".log");
+  if (!p.ok()) return p.status();
+  slot = std::move(*p);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!slot->Running()) {
+      return absl::InternalError(absl::StrCat(name, " exited at start:\n", slot->LogTail()));
+    }
+    if (WaitForPort(wait_port, std::chrono::milliseconds(100)).ok()) return absl::OkStatus();
+  }
+  return absl::DeadlineExceededError(absl::StrCat(name, " did not listen on ", wait_port));
+}
+
+absl::Status Suite::StartLedger() {
+  std::vector<std::string> ledger = {Binary("tollgate-ledger"),
+                                     "--database_url=" + pg_->url(database_),
+                                     absl::StrCat("--listen=127.0.0.1:", ledger_port_),
+                                     absl::StrCat("--admin_listen=", ledger_admin_address()),
+                                     absl::StrCat("--metrics_listen=127.0.0.1:", PickFreePort())};
+  ledger.insert(ledger.end(), options_.ledger_flags.begin(), options_.ledger_flags.end());
+  return StartProcess(ledger_, "ledger", ledger, ledger_port_);
+}
+
+void Suite::KillLedger() {
+  if (ledger_) ledger_->Kill();
+}
+
+void Suite::StopLedger() {
+  if (ledger_) ledger_->Stop();
+}
+
+Suite::~Suite() {
+  // Front to back, so nothing is left waiting on a dead dependency.
+  if (gateway_) gateway_->Stop();
+  if (mock_) mock_->Stop();
+  if (router_) router_->Stop();
+  if (ledger_) ledger_->Stop();
+}
+
+std::string Suite::router_admin_address() const {
+  return absl::StrCat("127.0.0.1:", router_admin_port_);
+}
+std::string Suite::ledger_admin_address() const {
+  return absl::StrCat("127.0.0.1:", ledger_admin_port_);
+}
+
+absl::StatusOr<std::string> Suite::Sql(const std::string& sql) { return pg_->Query(sql, database_); }
+
+CommandResult Suite::Ctl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {Binary("tollgatectl"), "--router_admin=" + router_admin_address(),
+                                   "--ledger_admin=" + ledger_admin_address()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv);
+}
+
+std::string Suite::Logs() const {
+  std::string out;
+  for (const auto* p : {&ledger_, &router_, &mock_, &gateway_}) {
+    if (*p) absl::StrAppend(&out, "== ", (*p)->log_path(), "\n", (*p)->LogTail(3000), "\n");
+  }
+  return out;
+}
+
+}  // namespace tollgate::testing
