@@ -320,9 +320,9 @@ TEST(Spend, TotalsEqualWhatClientsReceived) {
   EXPECT_EQ(row.at("team").as_string(), "beta") << ctl.output;
   EXPECT_EQ(row.at("feature").as_string(), feature);
   EXPECT_EQ(row.at("requests").to_number<int64_t>(), 12);
-  EXPECT_EQ(row.at("input_tokens").to_number<int64_t>(), sum.input) << ctl.output;
-  EXPECT_EQ(row.at("cached_input_tokens").to_number<int64_t>(), sum.cached) << ctl.output;
-  EXPECT_EQ(row.at("output_tokens").to_number<int64_t>(), sum.output) << ctl.output;
+  EXPECT_EQ(row.at("input").to_number<int64_t>(), sum.input) << ctl.output;
+  EXPECT_EQ(row.at("cached_input").to_number<int64_t>(), sum.cached) << ctl.output;
+  EXPECT_EQ(row.at("output").to_number<int64_t>(), sum.output) << ctl.output;
   EXPECT_EQ(row.at("cost_usd").as_string(), FormatPicoUsd(cost)) << ctl.output;
 }
 

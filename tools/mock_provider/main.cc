@@ -1,0 +1,68 @@
+// tollgate-mock-provider: a fast, deterministic simulator of OpenAI's Chat Completions API for
+// tests, the local demo and benchmarks. Behaviour: mock_handler.h; content rules: mock_logic.h.
+
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/signal_set.hpp"
+#include "services/common/logging.h"
+#include "tools/mock_provider/mock_server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:9090", "Address to serve HTTP on, host:port.");
+ABSL_FLAG(int, threads, 2, "Worker threads, each with its own event loop.");
+ABSL_FLAG(int64_t, latency_ms, 0,
+          "Default delay of non-stream responses (directive latency_ms overrides).");
+ABSL_FLAG(int64_t, ttft_ms, 0,
+          "Default delay before the first chunk of a stream (directive ttft_ms overrides).");
+ABSL_FLAG(int64_t, inter_token_ms, 0,
+          "Default delay between streamed content chunks (directive inter_token_ms overrides).");
+ABSL_FLAG(std::string, require_key, "",
+          "If set, /v1/* requires 'Authorization: Bearer <key>' equal to it (else 401 as OpenAI).");
+ABSL_FLAG(std::string, log_level, "warn", "Minimum log level: trace|debug|info|warn|error.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Mock OpenAI Chat Completions provider.\n"
+      "  tollgate-mock-provider --listen=127.0.0.1:9090 [--threads=2] [--ttft_ms=N] ...\n"
+      "Directives: put \"[[mock: status=429 retry_after=2 tokens=5 ...]]\" in the last user\n"
+      "message or send x-mock-<name> headers. Stats: GET /_mock/stats, POST /_mock/reset.");
+  absl::ParseCommandLine(argc, argv);
+  tollgate::InitLogging("mock-provider", absl::GetFlag(FLAGS_log_level));
+
+  tollgate::tools::mock::MockOptions options;
+  options.latency_ms = absl::GetFlag(FLAGS_latency_ms);
+  options.ttft_ms = absl::GetFlag(FLAGS_ttft_ms);
+  options.inter_token_ms = absl::GetFlag(FLAGS_inter_token_ms);
+  options.require_key = absl::GetFlag(FLAGS_require_key);
+  if (options.latency_ms < 0 || options.ttft_ms < 0 || options.inter_token_ms < 0) {
+    std::fprintf(stderr, "tollgate-mock-provider: delays must not be negative\n");
+    return 1;
+  }
+
+  // Installed before the workers start so a signal during start-up is not lost.
+  boost::asio::io_context main_context(1);
+  boost::asio::signal_set signals(main_context, SIGINT, SIGTERM);
+  signals.async_wait([](const boost::system::error_code&, int) {});
+
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  auto server =
+      tollgate::tools::mock::MockServer::Start(listen, absl::GetFlag(FLAGS_threads), options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "tollgate-mock-provider: %s\n",
+                 std::string(server.status().message()).c_str());
+    return 1;
+  }
+  tollgate::LogInfo("listening", {{"listen", listen},
+                                  {"port", absl::StrCat((*server)->port())},
+                                  {"threads", absl::StrCat(absl::GetFlag(FLAGS_threads))}});
+  main_context.run();  // returns once the signal handler has run
+  tollgate::LogInfo("stopping");
+  (*server)->Stop();
+  return 0;
+}

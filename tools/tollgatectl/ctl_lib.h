@@ -1,0 +1,112 @@
+#pragma once
+// The pure part of tollgatectl, the operator CLI over Tollgate's control-plane gRPC APIs:
+// command-line parsing, duration/time parsing, and rendering of RPC answers as aligned tables,
+// RFC 4180 CSV or JSON. main.cc only does the RPCs and the printing. All functions are pure and
+// thread-safe.
+//
+//   auto command = ParseCommandLine({"spend", "--group-by", "team", "--since", "24h"}, env, now);
+//   if (!command.ok()) { print Usage(...) ; exit 2; }
+//   ... stub->QuerySpend(&ctx, command->spend_query, &response) ...
+//   std::cout << RenderSpend(response, command->spend_query.bucket(), command->format);
+//
+// Command line:
+//   tollgatectl [global flags] <command> [command flags]     (global flags may also follow)
+//   global: --router_admin=HOST:PORT (env TOLLGATE_ROUTER_ADMIN, default 127.0.0.1:7002)
+//           --ledger_admin=HOST:PORT (env TOLLGATE_LEDGER_ADMIN, default 127.0.0.1:7004)
+//           --timeout=DURATION (default 10s)
+//   commands: spend, catalog, help [command]; --help / -h anywhere prints the command's help.
+//   Flags take "--name=value" or "--name value"; '_' and '-' are interchangeable in names.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tollgate/v1/ledger.pb.h"
+#include "tollgate/v1/router.pb.h"
+
+namespace tollgate::tools::ctl {
+
+inline constexpr const char* kDefaultRouterAdmin = "127.0.0.1:7002";
+inline constexpr const char* kDefaultLedgerAdmin = "127.0.0.1:7004";
+
+// A duration as a sequence of <non-negative integer><unit>, units ms, s, m, h, d (24h), w (7d):
+// "30m", "24h", "7d", "1h30m", "500ms". Errors: kInvalidArgument (empty, missing or unknown
+// unit, negative, overflow).
+absl::StatusOr<absl::Duration> ParseDuration(std::string_view text);
+
+// A --since/--until value as unix seconds: "now"; a duration back from `now` ("24h");
+// an RFC 3339 time ("2024-05-01T12:00:00Z", "2024-05-01T12:00:00+02:00"); or a date
+// "2024-05-01" (00:00 UTC). Errors: kInvalidArgument.
+absl::StatusOr<int64_t> ParseTimeSpec(std::string_view text, absl::Time now);
+
+// The dimensions the ledger groups and filters by (ledger.proto SpendQuery).
+const std::vector<std::string>& SpendDimensions();
+
+// Comma-separated dimension lists, possibly several (repeated --group-by), into one ordered list.
+// Errors: kInvalidArgument for unknown, empty or repeated dimensions.
+absl::StatusOr<std::vector<std::string>> ParseGroupBy(const std::vector<std::string>& values);
+
+// "dimension=value" (value may be empty or contain '='). Errors: kInvalidArgument.
+absl::StatusOr<std::pair<std::string, std::string>> ParseFilter(std::string_view text);
+
+enum class Format { kTable, kJson, kCsv };
+
+struct GlobalOptions {
+  std::string router_admin = kDefaultRouterAdmin;
+  std::string ledger_admin = kDefaultLedgerAdmin;
+  absl::Duration timeout = absl::Seconds(10);
+};
+
+struct Command {
+  enum class Kind { kHelp, kSpend, kCatalog };
+  Kind kind = Kind::kHelp;
+  std::string help_topic;  // kHelp: "" (overview), "spend" or "catalog"
+  GlobalOptions global;
+  Format format = Format::kTable;
+  v1::SpendQuery spend_query;  // kSpend
+};
+
+// Reads an environment variable; nullopt when unset.
+using GetEnv = std::function<std::optional<std::string>(const char* name)>;
+
+// Parses the arguments after argv[0]. Flags override the environment, which overrides defaults.
+// Errors: kInvalidArgument with a one-line message (the caller prints it with Usage and exits 2).
+absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, const GetEnv& env,
+                                         absl::Time now);
+
+// Help text: the overview for "" (or an unknown topic), else the command's.
+std::string Usage(std::string_view topic);
+
+// Spend answers. Columns: bucket (when `bucket` != BUCKET_NONE; hour buckets as
+// "2024-05-01T13:00:00Z", day buckets as "2024-05-01"), the group-by dimensions, requests,
+// input, cached_input, cache_write (5m + 1h), output, reasoning, cost_usd (the decimal string as
+// received). The table ends with a TOTAL row; JSON is
+//   {"group_by":[...],"rows":[{...}],"total":{...}}
+// where a row (and the total) is {"bucket_start","bucket_start_unix_s" (bucketed rows only),
+// <dimension>: "value" for each group-by dimension (rows only), "requests", "input",
+// "cached_input", "cache_write", "cache_write_5m", "cache_write_1h", "output", "reasoning" (JSON
+// integers), "cost_usd": "<decimal string>"}. CSV (RFC 4180, CRLF line ends) has the table's
+// header and one line per row, without the total.
+std::string RenderSpendTable(const v1::SpendResponse& response, v1::Bucket bucket);
+std::string RenderSpendCsv(const v1::SpendResponse& response, v1::Bucket bucket);
+std::string RenderSpendJson(const v1::SpendResponse& response, v1::Bucket bucket);
+std::string RenderSpend(const v1::SpendResponse& response, v1::Bucket bucket, Format format);
+
+// Catalog answers: providers, models (aliases, deployments in priority order) and deployments
+// (provider, upstream model, region, prices in USD per million tokens).
+std::string RenderCatalogTable(const v1::ListCatalogResponse& response);
+std::string RenderCatalogJson(const v1::ListCatalogResponse& response);
+
+// One CSV field, quoted when it contains a comma, quote, CR or LF (quotes doubled).
+std::string CsvField(std::string_view value);
+
+// "tollgatectl: <service> at <address>: <CODE>: <message>" on one line.
+std::string RpcErrorLine(std::string_view service, std::string_view address, int grpc_code,
+                         std::string_view message);
+
+}  // namespace tollgate::tools::ctl

@@ -1,0 +1,35 @@
+// tollgatectl: operator CLI over the control-plane gRPC APIs (RouterAdmin, LedgerAdmin).
+// Usage and behaviour: ctl_lib.h (parsing, rendering) and ctl_rpc.h (the RPCs).
+
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "tools/tollgatectl/ctl_lib.h"
+#include "tools/tollgatectl/ctl_rpc.h"
+
+int main(int argc, char** argv) {
+  namespace ctl = tollgate::tools::ctl;
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  auto command = ctl::ParseCommandLine(
+      args,
+      [](const char* name) -> std::optional<std::string> {
+        const char* v = std::getenv(name);
+        if (v == nullptr) return std::nullopt;
+        return std::string(v);
+      },
+      absl::Now());
+  if (!command.ok()) {
+    // Show the help of the command being typed, if any.
+    std::string topic;
+    for (const auto& a : args) {
+      if (a == "spend" || a == "catalog") topic = a;
+    }
+    std::cerr << "tollgatectl: " << command.status().message() << "\n\n" << ctl::Usage(topic);
+    return 2;
+  }
+  return ctl::RunCommand(*command, std::cout, std::cerr);
+}
