@@ -41,7 +41,6 @@ void Log(spdlog::level::level_enum level, std::string_view msg,
     AppendJsonEscaped(line, value);
     line += '"';
   }
-  line += '}';
   logger->log(level, "{}", line);
 }
 
