@@ -1,0 +1,228 @@
+// tollgate-ledger: ingests usage events from gateways into PostgreSQL and serves spend queries.
+//
+// Start-up: connect to PostgreSQL (retrying up to --db_connect_timeout_s), apply migrations, then
+// listen: --listen (Ledger.Ingest + gRPC health), --admin_listen (LedgerAdmin), --metrics_listen
+// (Prometheus). SIGTERM/SIGINT: stop reading new batches, commit and acknowledge what was read,
+// shut down, exit 0.
+
+#include <signal.h>
+
+#include <cstdlib>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "services/common/logging.h"
+#include "services/common/metrics.h"
+#include "services/ledger/admin_service.h"
+#include "services/ledger/ingest_service.h"
+#include "services/ledger/ledger_metrics.h"
+#include "services/ledger/store.h"
+
+ABSL_FLAG(std::string, database_url, "",
+          "PostgreSQL connection (libpq URL or key=value string). Default: the environment "
+          "variable TOLLGATE_DATABASE_URL. Required one way or the other.");
+ABSL_FLAG(std::string, listen, "127.0.0.1:7003",
+          "Data-plane gRPC address: service Ledger (Ingest) and gRPC health.");
+ABSL_FLAG(std::string, admin_listen, "127.0.0.1:7004",
+          "Control-plane gRPC address: service LedgerAdmin (spend queries).");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9102",
+          "Prometheus metrics address (http://<address>/metrics).");
+ABSL_FLAG(std::string, log_level, "info", "Minimum log level: trace, debug, info, warn, error.");
+ABSL_FLAG(int, writers, 2,
+          "Ingest writer threads, each with its own PostgreSQL connection (batches are committed "
+          "in parallel by this many transactions).");
+ABSL_FLAG(int, queue_capacity, 64,
+          "Ingest batches read but not yet taken by a writer, over all streams. When full, "
+          "streams stop reading (backpressure) instead of dropping.");
+ABSL_FLAG(int, query_threads, 2, "Spend-query threads, each with its own PostgreSQL connection.");
+ABSL_FLAG(int, max_pending_queries, 64,
+          "Spend queries waiting for a query thread; more get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, query_timeout_s, 30,
+          "Longest a spend query may run (also capped by the caller's gRPC deadline).");
+ABSL_FLAG(int, db_connect_timeout_s, 30,
+          "At start, how long to keep trying to reach PostgreSQL (and migrate) before exiting 1.");
+ABSL_FLAG(int, db_statement_timeout_s, 60,
+          "PostgreSQL statement_timeout for ingest writes (0: none).");
+ABSL_FLAG(int, ingest_retry_budget_s, 30,
+          "How long a writer retries a batch after transient database errors before ending the "
+          "stream with UNAVAILABLE (the gateway then reconnects and resends).");
+ABSL_FLAG(int, drain_timeout_s, 20,
+          "On SIGTERM, how long to wait for streams to commit and acknowledge what they read "
+          "before cancelling them.");
+ABSL_FLAG(int, max_batch_bytes, 16 << 20, "Largest ingest batch message accepted, in bytes.");
+
+namespace tollgate::ledger {
+namespace {
+
+int Fail(const std::string& message) {
+  LogError(message);
+  return 1;
+}
+
+// Waits up to `timeout` for SIGTERM/SIGINT (blocked in every thread). True when one arrived.
+bool WaitForStopSignal(const sigset_t& signals, absl::Duration timeout) {
+  if (timeout == absl::InfiniteDuration()) {
+    int signal = 0;
+    return sigwait(&signals, &signal) == 0;
+  }
+  const timespec ts = absl::ToTimespec(timeout);
+  return sigtimedwait(&signals, nullptr, &ts) > 0;
+}
+
+std::unique_ptr<grpc::Server> StartServer(const std::string& address, grpc::Service* service,
+                                          bool health, int max_message_bytes) {
+  grpc::EnableDefaultHealthCheckService(health);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(service);
+  builder.SetMaxReceiveMessageSize(max_message_bytes);
+  // Ingest streams live for as long as a gateway runs: ping idle peers so a vanished gateway's
+  // stream is torn down, and accept the gateways' own keepalive pings (one per 10 s at most).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10'000);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) return nullptr;
+  return server;
+}
+
+int Run() {
+  std::string url = absl::GetFlag(FLAGS_database_url);
+  if (url.empty()) {
+    if (const char* env = std::getenv("TOLLGATE_DATABASE_URL")) url = env;
+  }
+  if (url.empty()) {
+    return Fail("no database: pass --database_url or set TOLLGATE_DATABASE_URL");
+  }
+  const int writers = absl::GetFlag(FLAGS_writers);
+  const int queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
+  const int query_threads = absl::GetFlag(FLAGS_query_threads);
+  if (writers < 1 || writers > 64) return Fail("--writers must be between 1 and 64");
+  if (queue_capacity < 1) return Fail("--queue_capacity must be at least 1");
+  if (query_threads < 1 || query_threads > 64) {
+    return Fail("--query_threads must be between 1 and 64");
+  }
+  if (absl::GetFlag(FLAGS_query_timeout_s) < 1) return Fail("--query_timeout_s must be >= 1");
+  if (absl::GetFlag(FLAGS_db_statement_timeout_s) < 0) {
+    return Fail("--db_statement_timeout_s must be >= 0");
+  }
+  if (absl::GetFlag(FLAGS_max_batch_bytes) < 1024) return Fail("--max_batch_bytes must be >= 1024");
+
+  // Every thread created from here on inherits the mask, so only sigwait sees these signals.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  PostgresUsageStore::Options store_options;
+  store_options.database_url = url;
+  store_options.statement_timeout = absl::Seconds(absl::GetFlag(FLAGS_db_statement_timeout_s));
+  auto make_store = [&store_options] {
+    return std::make_unique<PostgresUsageStore>(store_options);
+  };
+
+  // Ready means migrated: nothing listens before this succeeds.
+  {
+    const absl::Time give_up =
+        absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_db_connect_timeout_s));
+    PostgresUsageStore store(store_options);
+    for (int attempt = 1;; ++attempt) {
+      absl::Status status = store.Connect();
+      if (status.ok()) status = store.Migrate();
+      if (status.ok()) break;
+      if (status.code() != absl::StatusCode::kUnavailable) {
+        return Fail(absl::StrCat("database migration failed: ", status.ToString()));
+      }
+      if (absl::Now() >= give_up) {
+        return Fail(absl::StrCat("PostgreSQL unreachable after ",
+                                 absl::GetFlag(FLAGS_db_connect_timeout_s),
+                                 "s (--db_connect_timeout_s): ", status.message()));
+      }
+      LogWarn("waiting for PostgreSQL",
+              {{"attempt", absl::StrCat(attempt)}, {"error", std::string(status.message())}});
+      if (WaitForStopSignal(stop_signals, absl::Seconds(1))) {
+        LogInfo("stopped before the database was ready");
+        return 0;
+      }
+    }
+  }
+  LogInfo("database schema up to date");
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  absl::StatusOr<std::unique_ptr<LedgerMetrics>> metrics = LedgerMetrics::Create(*registry);
+  if (!metrics.ok()) return Fail(metrics.status().ToString());
+
+  std::vector<std::unique_ptr<UsageStore>> writer_stores;
+  for (int i = 0; i < writers; ++i) writer_stores.push_back(make_store());
+  IngestService::Options ingest_options;
+  ingest_options.queue_capacity = static_cast<size_t>(queue_capacity);
+  ingest_options.retry_budget = absl::Seconds(absl::GetFlag(FLAGS_ingest_retry_budget_s));
+  IngestService ingest(std::move(writer_stores), ingest_options, **metrics);
+
+  std::vector<std::unique_ptr<UsageStore>> query_stores;
+  for (int i = 0; i < query_threads; ++i) query_stores.push_back(make_store());
+  LedgerAdminService::Options admin_options;
+  admin_options.max_query_timeout = absl::Seconds(absl::GetFlag(FLAGS_query_timeout_s));
+  admin_options.max_pending = static_cast<size_t>(absl::GetFlag(FLAGS_max_pending_queries));
+  LedgerAdminService admin(std::move(query_stores), admin_options, **metrics);
+
+  const std::string metrics_address = absl::GetFlag(FLAGS_metrics_listen);
+  absl::StatusOr<std::unique_ptr<prometheus::Exposer>> exposer =
+      StartMetricsExposer(metrics_address, registry);
+  if (!exposer.ok()) return Fail(std::string(exposer.status().message()));
+
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  const std::string admin_listen = absl::GetFlag(FLAGS_admin_listen);
+  const int max_message = absl::GetFlag(FLAGS_max_batch_bytes);
+  std::unique_ptr<grpc::Server> data_server =
+      StartServer(listen, &ingest, /*health=*/true, max_message);
+  if (data_server == nullptr) return Fail(absl::StrCat("cannot listen on ", listen, " (--listen)"));
+  std::unique_ptr<grpc::Server> admin_server =
+      StartServer(admin_listen, &admin, /*health=*/false, 4 << 20);
+  if (admin_server == nullptr) {
+    data_server->Shutdown();
+    return Fail(absl::StrCat("cannot listen on ", admin_listen, " (--admin_listen)"));
+  }
+  LogInfo("ledger ready", {{"listen", listen},
+                           {"admin_listen", admin_listen},
+                           {"metrics_listen", metrics_address},
+                           {"writers", absl::StrCat(writers)}});
+
+  WaitForStopSignal(stop_signals, absl::InfiniteDuration());
+  LogInfo("stopping: draining ingest streams");
+  if (auto* health = data_server->GetHealthCheckService()) health->SetServingStatus(false);
+  ingest.StartDrain();
+  // Waits for every stream to commit and acknowledge what it read; cancels stragglers.
+  data_server->Shutdown(
+      absl::ToChronoTime(absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s))));
+  admin_server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  ingest.Stop();
+  admin.Stop();
+  LogInfo("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace tollgate::ledger
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "tollgate-ledger: usage-event ingest (Ledger) and spend queries (LedgerAdmin) over "
+      "PostgreSQL.");
+  absl::ParseCommandLine(argc, argv);
+  tollgate::InitLogging("ledger", absl::GetFlag(FLAGS_log_level));
+  return tollgate::ledger::Run();
+}

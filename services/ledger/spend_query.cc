@@ -1,0 +1,171 @@
+#include "services/ledger/spend_query.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace tollgate::ledger {
+namespace {
+
+// The aggregate columns shared by the grouped and the total statement.
+constexpr std::string_view kTokenSums =
+    "COALESCE(sum(input_tokens), 0)::bigint, "
+    "COALESCE(sum(cached_input_tokens), 0)::bigint, "
+    "COALESCE(sum(cache_write_5m_tokens), 0)::bigint, "
+    "COALESCE(sum(cache_write_1h_tokens), 0)::bigint, "
+    "COALESCE(sum(output_tokens), 0)::bigint, "
+    "COALESCE(sum(reasoning_tokens), 0)::bigint";
+// NUMERIC sums are exact; the cast pins the text to 12 fractional digits.
+constexpr std::string_view kCostSum = "COALESCE(sum(cost_usd), 0)::numeric(38,12)::text";
+
+absl::Status UnknownDimension(std::string_view what, const std::string& name) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown ", std::string(what), " \"", name,
+      "\"; valid dimensions: ", absl::StrJoin(SpendDimensions(), ", "), ", or tag:<key>"));
+}
+
+bool HasNul(const std::string& s) { return s.find('\0') != std::string::npos; }
+
+// Appends `value` as the next parameter and returns its placeholder ($n).
+std::string Bind(std::vector<std::string>& params, std::string value) {
+  params.push_back(std::move(value));
+  return absl::StrCat("$", params.size());
+}
+
+// The SQL expression for a dimension (a whitelisted column, or a tag lookup whose key is bound
+// as a parameter). `what` names the role for error messages.
+absl::StatusOr<std::string> DimensionExpr(const std::string& name, std::string_view what,
+                                          std::vector<std::string>& params) {
+  if (name.rfind(kTagDimensionPrefix, 0) == 0) {
+    std::string key = name.substr(kTagDimensionPrefix.size());
+    if (key.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(std::string(what), " \"", name, "\": tag key is empty"));
+    }
+    if (HasNul(key)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(std::string(what), ": tag key contains a NUL byte"));
+    }
+    return absl::StrCat("COALESCE(tags ->> ", Bind(params, std::move(key)), "::text, '')");
+  }
+  const auto& dims = SpendDimensions();
+  if (std::find(dims.begin(), dims.end(), name) == dims.end()) {
+    return UnknownDimension(what, name);
+  }
+  return name;  // whitelisted: the dimension is the column name
+}
+
+}  // namespace
+
+const std::vector<std::string>& SpendDimensions() {
+  static const auto* const kDimensions = new std::vector<std::string>{
+      "team",           "feature",         "customer",          "api_key_id",
+      "environment",    "requested_model", "served_deployment", "provider",
+      "upstream_model", "region",          "endpoint"};
+  return *kDimensions;
+}
+
+absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query) {
+  if (query.start_unix_s() < 0 || query.start_unix_s() > kMaxQueryUnixS) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("start_unix_s ", query.start_unix_s(), " is out of range"));
+  }
+  if (query.end_unix_s() < 0 || query.end_unix_s() > kMaxQueryUnixS) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("end_unix_s ", query.end_unix_s(), " is out of range"));
+  }
+  if (query.end_unix_s() != 0 && query.end_unix_s() <= query.start_unix_s()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "end_unix_s ", query.end_unix_s(), " must be after start_unix_s ", query.start_unix_s()));
+  }
+  if (query.limit() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("limit ", query.limit(), " is negative"));
+  }
+  std::string_view bucket_unit;
+  switch (query.bucket()) {
+    case v1::BUCKET_NONE:
+      break;
+    case v1::BUCKET_HOUR:
+      bucket_unit = "hour";
+      break;
+    case v1::BUCKET_DAY:
+      bucket_unit = "day";
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unknown bucket ", query.bucket()));
+  }
+
+  SpendSql out;
+  // The WHERE clause comes first so that its parameters are $1..$k in both statements; the
+  // grouped statement's own parameters (tag keys) follow.
+  std::vector<std::string> conditions;
+  std::vector<std::string>& params = out.rows_params;
+  if (query.start_unix_s() != 0) {
+    conditions.push_back(absl::StrCat(
+        "ts >= to_timestamp(", Bind(params, absl::StrCat(query.start_unix_s())), "::bigint)"));
+  }
+  // end 0 means "now"; no event is recorded in the future, so it needs no bound.
+  if (query.end_unix_s() != 0) {
+    conditions.push_back(absl::StrCat("ts < to_timestamp(",
+                                      Bind(params, absl::StrCat(query.end_unix_s())), "::bigint)"));
+  }
+  // Sorted so that the SQL text does not depend on the map's iteration order.
+  std::vector<std::pair<std::string, std::string>> filters(query.filters().begin(),
+                                                           query.filters().end());
+  std::sort(filters.begin(), filters.end());
+  for (const auto& [dimension, value] : filters) {
+    absl::StatusOr<std::string> expr = DimensionExpr(dimension, "filter", params);
+    if (!expr.ok()) return expr.status();
+    if (HasNul(value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("filter \"", dimension, "\": value contains a NUL byte"));
+    }
+    conditions.push_back(absl::StrCat(*expr, " = ", Bind(params, value), "::text"));
+  }
+  const std::string where =
+      conditions.empty() ? "" : absl::StrCat(" WHERE ", absl::StrJoin(conditions, " AND "));
+  out.total_params = params;
+
+  std::vector<std::string> select;
+  std::set<std::string> seen;
+  for (const std::string& dimension : query.group_by()) {
+    if (!seen.insert(dimension).second) {
+      return absl::InvalidArgumentError(absl::StrCat("group_by \"", dimension, "\" is repeated"));
+    }
+    absl::StatusOr<std::string> expr = DimensionExpr(dimension, "group_by dimension", params);
+    if (!expr.ok()) return expr.status();
+    select.push_back(*expr);
+  }
+  out.group_columns = static_cast<int>(select.size());
+  out.bucketed = !bucket_unit.empty();
+  if (out.bucketed) {
+    select.push_back(absl::StrCat("extract(epoch FROM date_trunc('", std::string(bucket_unit),
+                                  "', ts, 'UTC'))::bigint"));
+  }
+  const size_t keys = select.size();
+  std::vector<std::string> ordinals;
+  for (size_t i = 1; i <= keys; ++i) ordinals.push_back(absl::StrCat(i));
+
+  std::string& sql = out.rows_sql;
+  sql = "SELECT ";
+  for (const std::string& s : select) absl::StrAppend(&sql, s, ", ");
+  absl::StrAppend(&sql, "count(*)::bigint, ", std::string(kTokenSums), ", ", std::string(kCostSum),
+                  " FROM usage_events", where);
+  if (keys > 0) {
+    absl::StrAppend(&sql, " GROUP BY ", absl::StrJoin(ordinals, ", "));
+  } else {
+    // Without GROUP BY an aggregate yields one row even over no events; report none instead.
+    absl::StrAppend(&sql, " HAVING count(*) > 0");
+  }
+  absl::StrAppend(&sql, " ORDER BY sum(cost_usd) DESC");
+  for (const std::string& o : ordinals) absl::StrAppend(&sql, ", ", o);
+  if (query.limit() > 0) absl::StrAppend(&sql, " LIMIT ", query.limit());
+
+  out.total_sql = absl::StrCat("SELECT count(*)::bigint, ", std::string(kTokenSums), ", ",
+                               std::string(kCostSum), " FROM usage_events", where);
+  return out;
+}
+
+}  // namespace tollgate::ledger

@@ -1,0 +1,51 @@
+#pragma once
+// Translation of a SpendQuery (proto tollgate.v1.SpendQuery) into parameterised SQL over
+// usage_events. Pure: no database access, so validation is unit-tested without PostgreSQL.
+//
+// Dimensions (group_by entries and filter keys) come from a fixed whitelist and map to column
+// names; `tag:<key>` addresses a free tag (tags->>'key', '' when absent). Every user-supplied value
+// (filter values, tag keys, times) is bound as a parameter, never spliced into the SQL text.
+//
+//   absl::StatusOr<SpendSql> sql = BuildSpendSql(query);
+//   // run sql->rows_sql with sql->rows_params and sql->total_sql with sql->total_params
+//
+// Thread-safe.
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tollgate/v1/ledger.pb.h"
+
+namespace tollgate::ledger {
+
+// The attribution and routing dimensions, in documentation order: team, feature, customer,
+// api_key_id, environment, requested_model, served_deployment, provider, upstream_model, region,
+// endpoint. Plus the `tag:<key>` form, which is not listed here.
+const std::vector<std::string>& SpendDimensions();
+
+inline constexpr std::string_view kTagDimensionPrefix = "tag:";
+
+// Latest accepted query bound: 9999-12-31T23:59:59Z.
+inline constexpr int64_t kMaxQueryUnixS = 253'402'300'799;
+
+struct SpendSql {
+  // Columns, in order: one text column per group_by entry; bucket start (bigint, Unix seconds)
+  // when `bucketed`; requests (bigint); input, cached input, cache write 5m, cache write 1h,
+  // output, reasoning token sums (bigint); cost (text, exactly 12 fractional digits).
+  // Rows ordered by cost descending, then by group values and bucket ascending.
+  std::string rows_sql;
+  std::vector<std::string> rows_params;
+  // One row: requests, the six token sums and the cost, over every matching event.
+  std::string total_sql;
+  std::vector<std::string> total_params;
+  int group_columns = 0;
+  bool bucketed = false;
+};
+
+// Errors: kInvalidArgument for an unknown or repeated dimension (the message lists the valid
+// ones), an empty tag key, a filter value with NUL, negative or out-of-range times, end <= start,
+// a negative limit, or an unknown bucket.
+absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query);
+
+}  // namespace tollgate::ledger

@@ -1,0 +1,98 @@
+#pragma once
+// Persistence of usage events and the spend queries over them.
+//
+// UsageStore is the interface the ingest and admin services use; PostgresUsageStore is the only
+// code in Tollgate that talks to PostgreSQL (and the only code that includes libpqxx): every
+// libpqxx or standard exception is caught inside it and returned as an absl::Status.
+//
+//   PostgresUsageStore store({.database_url = "postgresql://tollgate@db/tollgate"});
+//   TOLLGATE_RETURN_IF_ERROR(store.Migrate());
+//   TOLLGATE_ASSIGN_OR_RETURN(InsertResult r, store.InsertBatch(events));
+//
+// Error codes tell the caller what to do:
+//   kUnavailable        the database is unreachable, restarting, or the connection broke (it is
+//                       reopened on the next call), or the commit outcome is unknown: retry.
+//   kAborted            a serialization failure or deadlock rolled the transaction back: retry.
+//   kDeadlineExceeded   the statement timeout expired.
+//   kInvalidArgument    the input is wrong (an event that fails ValidateUsageEvent, a bad spend
+//                       query); retrying the same input fails again.
+//   kFailedPrecondition the schema is not what this binary expects (run Migrate; or an applied
+//                       migration differs from the embedded one).
+//   kInternal           anything else.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tollgate/v1/ledger.pb.h"
+
+namespace tollgate::ledger {
+
+struct InsertResult {
+  int64_t inserted = 0;    // rows new to usage_events
+  int64_t duplicates = 0;  // events already stored, or repeated within the batch
+};
+
+// Not thread-safe: an implementation may hold one connection. Use one store per thread.
+class UsageStore {
+ public:
+  virtual ~UsageStore() = default;
+
+  // Brings the schema up to date with EmbeddedMigrations(). Safe to run concurrently from several
+  // replicas; a no-op when everything is applied.
+  virtual absl::Status Migrate() = 0;
+
+  // Stores `events` atomically (all or none), idempotently on event_id: inserted + duplicates ==
+  // events.size(). Every event is checked with ValidateUsageEvent first, and one bad event rejects
+  // the whole batch with kInvalidArgument naming it. An empty batch succeeds without I/O.
+  virtual absl::StatusOr<InsertResult> InsertBatch(const std::vector<v1::UsageEvent>& events) = 0;
+
+  // Runs a spend query (see spend_query.h for the semantics). The statement is cancelled after
+  // `timeout` (absl::InfiniteDuration(): the store's default). The response echoes group_by; cost
+  // strings have exactly 12 fractional digits; `total` covers every matching event, ignoring
+  // limit.
+  virtual absl::StatusOr<v1::SpendResponse> QuerySpend(const v1::SpendQuery& query,
+                                                       absl::Duration timeout) = 0;
+};
+
+class PostgresUsageStore final : public UsageStore {
+ public:
+  struct Options {
+    // libpq connection URL or key=value string. Never logged (it may hold a password).
+    std::string database_url;
+    // Bound on opening a connection (libpq connect_timeout, whole seconds, at least 1).
+    absl::Duration connect_timeout = absl::Seconds(10);
+    // Session statement_timeout: bounds every statement, inserts included. Zero: none.
+    absl::Duration statement_timeout = absl::Seconds(60);
+    // application_name shown in pg_stat_activity.
+    std::string application_name = "tollgate-ledger";
+  };
+
+  // Does not connect: the first call that needs the database does, and a call after a broken
+  // connection opens a new one.
+  explicit PostgresUsageStore(Options options);
+  ~PostgresUsageStore() override;
+  PostgresUsageStore(const PostgresUsageStore&) = delete;
+  PostgresUsageStore& operator=(const PostgresUsageStore&) = delete;
+
+  // Opens the connection if it is not open. Errors: kUnavailable.
+  absl::Status Connect();
+
+  absl::Status Migrate() override;
+  absl::StatusOr<InsertResult> InsertBatch(const std::vector<v1::UsageEvent>& events) override;
+  absl::StatusOr<v1::SpendResponse> QuerySpend(const v1::SpendQuery& query,
+                                               absl::Duration timeout) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The advisory lock key Migrate() holds (pg_advisory_xact_lock): "tollgate" in ASCII.
+inline constexpr int64_t kMigrationLockKey = 0x746f6c6c67617465;
+
+}  // namespace tollgate::ledger
