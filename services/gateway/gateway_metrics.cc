@@ -1,0 +1,216 @@
+#include "services/gateway/gateway_metrics.h"
+
+#include <atomic>
+#include <cstring>
+#include <map>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/metrics.h"
+
+namespace tollgate::gateway {
+namespace {
+
+std::atomic<uint64_t> g_next_instance_id{1};
+
+// Per-thread map from (instance, family, label values) to the family's child. Children of a
+// prometheus-cpp family live as long as the family, so the pointers stay valid.
+absl::flat_hash_map<std::string, void*>& ChildCache() {
+  thread_local absl::flat_hash_map<std::string, void*> cache;
+  return cache;
+}
+
+std::string CacheKey(uint64_t instance, const void* family,
+                     std::initializer_list<std::string_view> values) {
+  std::string key;
+  key.reserve(32 + 16 * values.size());
+  key.append(reinterpret_cast<const char*>(&instance), sizeof(instance));
+  key.append(reinterpret_cast<const char*>(&family), sizeof(family));
+  for (std::string_view v : values) {
+    key.append(v.data(), v.size());
+    key.push_back('\x1f');
+  }
+  return key;
+}
+
+constexpr double kPicoPerUsdDouble = 1e12;
+
+}  // namespace
+
+GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> registry,
+                               size_t feature_label_limit)
+    : registry_(std::move(registry)),
+      instance_id_(g_next_instance_id.fetch_add(1)),
+      feature_label_limit_(feature_label_limit),
+      requests_(prometheus::BuildCounter()
+                    .Name("tollgate_gateway_requests_total")
+                    .Help("HTTP requests served, by route, status and the deployment that served")
+                    .Register(*registry_)),
+      tokens_(prometheus::BuildCounter()
+                  .Name("tollgate_gateway_tokens_total")
+                  .Help("Tokens served, by type (input, cached_input, cache_write, output, "
+                        "reasoning); cached/cache_write are subsets of input, reasoning of output")
+                  .Register(*registry_)),
+      cost_(prometheus::BuildCounter()
+                .Name("tollgate_gateway_cost_usd_total")
+                .Help("Cost of served requests in USD (display only; the ledger is the record)")
+                .Register(*registry_)),
+      request_duration_(prometheus::BuildHistogram()
+                            .Name("tollgate_gateway_request_duration_seconds")
+                            .Help("Time from request read to response complete")
+                            .Register(*registry_)),
+      upstream_duration_(prometheus::BuildHistogram()
+                             .Name("tollgate_gateway_upstream_duration_seconds")
+                             .Help("Time spent on the successful upstream attempt")
+                             .Register(*registry_)),
+      ttft_(prometheus::BuildHistogram()
+                .Name("tollgate_gateway_ttft_seconds")
+                .Help("Streaming: time from request read to the first content chunk")
+                .Register(*registry_)),
+      overhead_(&prometheus::BuildHistogram()
+                     .Name("tollgate_gateway_overhead_seconds")
+                     .Help("Gateway time per request: total minus time spent upstream")
+                     .Register(*registry_)
+                     .Add({}, LatencyBucketsSeconds())),
+      fallbacks_(prometheus::BuildCounter()
+                     .Name("tollgate_gateway_fallbacks_total")
+                     .Help("Requests moved to the next candidate after a failed attempt")
+                     .Register(*registry_)),
+      upstream_errors_(prometheus::BuildCounter()
+                           .Name("tollgate_gateway_upstream_errors_total")
+                           .Help("Failed upstream attempts by kind (connect, tls, timeout, "
+                                 "http_429, http_5xx, protocol, stream)")
+                           .Register(*registry_)),
+      ledger_queue_depth_(&prometheus::BuildGauge()
+                               .Name("tollgate_gateway_ledger_queue_depth")
+                               .Help("Usage events waiting to be batched for the ledger")
+                               .Register(*registry_)
+                               .Add({})),
+      ledger_unacked_(&prometheus::BuildGauge()
+                           .Name("tollgate_gateway_ledger_unacked_events")
+                           .Help("Usage events sent or batched but not yet acknowledged")
+                           .Register(*registry_)
+                           .Add({})),
+      ledger_events_(prometheus::BuildCounter()
+                         .Name("tollgate_gateway_ledger_events_total")
+                         .Help("Usage events by result: sent (written to the stream, resends "
+                               "included), acked, dropped (queue full or shutdown)")
+                         .Register(*registry_)),
+      active_connections_(&prometheus::BuildGauge()
+                               .Name("tollgate_gateway_active_connections")
+                               .Help("Open client connections")
+                               .Register(*registry_)
+                               .Add({})) {
+  // Pre-create the ledger series so dashboards see zeros before the first event.
+  for (const char* result : {"sent", "acked", "dropped"}) ledger_events_.Add({{"result", result}});
+}
+
+template <typename T>
+T& GatewayMetrics::Child(prometheus::Family<T>& family,
+                         std::initializer_list<std::string_view> names,
+                         std::initializer_list<std::string_view> values) {
+  auto& cache = ChildCache();
+  std::string key = CacheKey(instance_id_, &family, values);
+  auto it = cache.find(key);
+  if (it != cache.end()) return *static_cast<T*>(it->second);
+  std::map<std::string, std::string> labels;
+  auto name = names.begin();
+  for (std::string_view v : values) labels.emplace(std::string(*name++), std::string(v));
+  T* child = &family.Add(labels);
+  cache.emplace(std::move(key), child);
+  return *child;
+}
+
+prometheus::Histogram& GatewayMetrics::HistogramChild(
+    prometheus::Family<prometheus::Histogram>& family, std::string_view name,
+    std::string_view value) {
+  auto& cache = ChildCache();
+  std::string key = CacheKey(instance_id_, &family, {value});
+  auto it = cache.find(key);
+  if (it != cache.end()) return *static_cast<prometheus::Histogram*>(it->second);
+  prometheus::Histogram* child =
+      &family.Add({{std::string(name), std::string(value)}}, LatencyBucketsSeconds());
+  cache.emplace(std::move(key), child);
+  return *child;
+}
+
+void GatewayMetrics::RecordRequest(std::string_view route, int status, std::string_view model,
+                                   std::string_view deployment, std::string_view provider,
+                                   std::string_view team) {
+  char status_text[16];
+  const int n = snprintf(status_text, sizeof(status_text), "%d", status);
+  Child(requests_, {"route", "status", "model", "deployment", "provider", "team"},
+        {route, std::string_view(status_text, n), model, deployment, provider, team})
+      .Increment();
+}
+
+void GatewayMetrics::RecordTokens(const v1::TokenUsage& usage, std::string_view model,
+                                  std::string_view provider, std::string_view team) {
+  const std::pair<const char*, int64_t> counts[] = {
+      {"input", usage.input_tokens()},
+      {"cached_input", usage.cached_input_tokens()},
+      {"cache_write", usage.cache_write_5m_tokens() + usage.cache_write_1h_tokens()},
+      {"output", usage.output_tokens()},
+      {"reasoning", usage.reasoning_tokens()},
+  };
+  for (const auto& [type, count] : counts) {
+    if (count <= 0) continue;
+    Child(tokens_, {"token_type", "model", "provider", "team"}, {type, model, provider, team})
+        .Increment(static_cast<double>(count));
+  }
+}
+
+void GatewayMetrics::RecordCost(int64_t cost_pico, std::string_view team, std::string_view feature,
+                                std::string_view model, std::string_view provider) {
+  if (cost_pico <= 0) return;
+  const std::string feature_label = FeatureLabel(feature);
+  Child(cost_, {"team", "feature", "model", "provider"}, {team, feature_label, model, provider})
+      .Increment(static_cast<double>(cost_pico) / kPicoPerUsdDouble);
+}
+
+void GatewayMetrics::ObserveRequestDuration(std::string_view route, double seconds) {
+  HistogramChild(request_duration_, "route", route).Observe(seconds);
+}
+
+void GatewayMetrics::ObserveUpstreamDuration(std::string_view provider, double seconds) {
+  HistogramChild(upstream_duration_, "provider", provider).Observe(seconds);
+}
+
+void GatewayMetrics::ObserveTtft(std::string_view provider, double seconds) {
+  HistogramChild(ttft_, "provider", provider).Observe(seconds);
+}
+
+void GatewayMetrics::ObserveOverhead(double seconds) { overhead_->Observe(seconds); }
+
+void GatewayMetrics::RecordFallback(std::string_view from_deployment) {
+  Child(fallbacks_, {"from_deployment"}, {from_deployment}).Increment();
+}
+
+void GatewayMetrics::RecordUpstreamError(std::string_view deployment, std::string_view kind) {
+  Child(upstream_errors_, {"deployment", "kind"}, {deployment, kind}).Increment();
+}
+
+void GatewayMetrics::AddLedgerEvents(std::string_view result, double n) {
+  if (n <= 0) return;
+  Child(ledger_events_, {"result"}, {result}).Increment(n);
+}
+
+std::string GatewayMetrics::FeatureLabel(std::string_view feature) {
+  if (feature.empty()) return std::string();
+  thread_local absl::flat_hash_set<std::string> admitted;  // keys: instance id + feature
+  std::string key(reinterpret_cast<const char*>(&instance_id_), sizeof(instance_id_));
+  key.append(feature.data(), feature.size());
+  if (admitted.contains(key)) return std::string(feature);
+  {
+    absl::MutexLock lock(&features_mu_);
+    const absl::string_view f(feature.data(), feature.size());
+    if (!features_.contains(f)) {
+      if (features_.size() >= feature_label_limit_) return "other";
+      features_.emplace(f);
+    }
+  }
+  admitted.insert(std::move(key));
+  return std::string(feature);
+}
+
+}  // namespace tollgate::gateway

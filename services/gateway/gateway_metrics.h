@@ -1,0 +1,101 @@
+#pragma once
+// The gateway's Prometheus metrics. Families are built once at start on the given registry; the
+// hot path resolves a labelled child through a per-thread cache, so recording a request costs a
+// few hash lookups and no shared lock.
+//
+// Label values are bounded: routes are a fixed set, model/deployment/provider come from the
+// router's catalog (never from the client), teams from the key configuration, and feature values
+// (client-chosen) are capped: the first `feature_label_limit` distinct features get their own
+// label value, later ones are reported as "other". No customer or key labels.
+//
+//   auto metrics = std::make_shared<GatewayMetrics>(registry, /*feature_label_limit=*/100);
+//   metrics->RecordRequest("/v1/chat/completions", 200, "gpt-4o-mini", "dep", "openai", "team");
+//
+// Thread-safe.
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "tollgate/v1/common.pb.h"
+
+namespace tollgate::gateway {
+
+class GatewayMetrics {
+ public:
+  GatewayMetrics(std::shared_ptr<prometheus::Registry> registry, size_t feature_label_limit);
+
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+
+  // tollgate_gateway_requests_total{route,status,model,deployment,provider,team}
+  void RecordRequest(std::string_view route, int status, std::string_view model,
+                     std::string_view deployment, std::string_view provider, std::string_view team);
+  // tollgate_gateway_tokens_total{token_type,model,provider,team}; token_type in input,
+  // cached_input, cache_write, output, reasoning.
+  void RecordTokens(const v1::TokenUsage& usage, std::string_view model, std::string_view provider,
+                    std::string_view team);
+  // tollgate_gateway_cost_usd_total{team,feature,model,provider} (double: display only; the
+  // accounting of record is the ledger's integer pico-dollars).
+  void RecordCost(int64_t cost_pico, std::string_view team, std::string_view feature,
+                  std::string_view model, std::string_view provider);
+
+  void ObserveRequestDuration(std::string_view route, double seconds);
+  void ObserveUpstreamDuration(std::string_view provider, double seconds);
+  void ObserveTtft(std::string_view provider, double seconds);
+  void ObserveOverhead(double seconds);
+
+  void RecordFallback(std::string_view from_deployment);
+  // kind: connect, tls, timeout, http_429, http_5xx, protocol, stream.
+  void RecordUpstreamError(std::string_view deployment, std::string_view kind);
+
+  void SetLedgerQueueDepth(double depth) { ledger_queue_depth_->Set(depth); }
+  void SetLedgerUnackedEvents(double n) { ledger_unacked_->Set(n); }
+  // result: sent, acked, dropped.
+  void AddLedgerEvents(std::string_view result, double n);
+
+  void ConnectionOpened() { active_connections_->Increment(); }
+  void ConnectionClosed() { active_connections_->Decrement(); }
+
+  // The label value to use for a client-supplied feature (see the class comment).
+  std::string FeatureLabel(std::string_view feature);
+
+ private:
+  template <typename T>
+  T& Child(prometheus::Family<T>& family, std::initializer_list<std::string_view> names,
+           std::initializer_list<std::string_view> values);
+  prometheus::Histogram& HistogramChild(prometheus::Family<prometheus::Histogram>& family,
+                                        std::string_view name, std::string_view value);
+
+  const std::shared_ptr<prometheus::Registry> registry_;
+  const uint64_t instance_id_;  // distinguishes instances in the per-thread caches
+  const size_t feature_label_limit_;
+
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Counter>& tokens_;
+  prometheus::Family<prometheus::Counter>& cost_;
+  prometheus::Family<prometheus::Histogram>& request_duration_;
+  prometheus::Family<prometheus::Histogram>& upstream_duration_;
+  prometheus::Family<prometheus::Histogram>& ttft_;
+  prometheus::Histogram* overhead_;
+  prometheus::Family<prometheus::Counter>& fallbacks_;
+  prometheus::Family<prometheus::Counter>& upstream_errors_;
+  prometheus::Gauge* ledger_queue_depth_;
+  prometheus::Gauge* ledger_unacked_;
+  prometheus::Family<prometheus::Counter>& ledger_events_;
+  prometheus::Gauge* active_connections_;
+
+  absl::Mutex features_mu_;
+  absl::flat_hash_set<std::string> features_ ABSL_GUARDED_BY(features_mu_);
+};
+
+}  // namespace tollgate::gateway
