@@ -1,5 +1,7 @@
-// tollgate-mock-provider: a fast, deterministic simulator of OpenAI's Chat Completions API for
-// tests, the local demo and benchmarks. Behaviour: mock_handler.h; content rules: mock_logic.h.
+// tollgate-mock-provider: a fast, deterministic simulator of LLM provider APIs (OpenAI Chat
+// Completions, Azure OpenAI, Anthropic Messages, Gemini generateContent) for tests, the local demo
+// and benchmarks. Behaviour: mock_handler.h; content rules: mock_logic.h; wire formats: the
+// *_dialect.h headers.
 
 #include <csignal>
 #include <cstdio>
@@ -23,13 +25,18 @@ ABSL_FLAG(int64_t, ttft_ms, 0,
 ABSL_FLAG(int64_t, inter_token_ms, 0,
           "Default delay between streamed content chunks (directive inter_token_ms overrides).");
 ABSL_FLAG(std::string, require_key, "",
-          "If set, /v1/* requires 'Authorization: Bearer <key>' equal to it (else 401 as OpenAI).");
+          "If set, every API route requires this key in its dialect's header, else that "
+          "provider's auth error: OpenAI 'Authorization: Bearer', Azure 'api-key', Anthropic "
+          "'x-api-key', Gemini 'x-goog-api-key' or ?key=.");
 ABSL_FLAG(std::string, log_level, "warn", "Minimum log level: trace|debug|info|warn|error.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Mock OpenAI Chat Completions provider.\n"
+      "Mock LLM provider speaking the OpenAI, Azure OpenAI, Anthropic and Gemini dialects.\n"
       "  tollgate-mock-provider --listen=127.0.0.1:9090 [--threads=2] [--ttft_ms=N] ...\n"
+      "Routes: POST /v1/chat/completions, /openai/deployments/{d}/chat/completions?api-version=,\n"
+      "/openai/v1/chat/completions, /v1/messages, /v1beta/models/{m}:generateContent,\n"
+      "/v1beta/models/{m}:streamGenerateContent?alt=sse.\n"
       "Directives: put \"[[mock: status=429 retry_after=2 tokens=5 ...]]\" in the last user\n"
       "message or send x-mock-<name> headers. Stats: GET /_mock/stats, POST /_mock/reset.");
   absl::ParseCommandLine(argc, argv);

@@ -8,48 +8,66 @@
 //   for (step : plan.steps) { wait step.delay_ms; write the step's bytes; }
 //   if (plan.close) close the connection; else read the next request.
 //
-// Routes:
-//   POST /v1/chat/completions   OpenAI Chat Completions (mock_logic.h), with directives
-//   GET  /v1/models[/<id>]      OpenAI model list / model object
-//   GET  /_mock/stats           counters since start or the last reset (MockStats::ToJson)
-//   POST /_mock/reset           zeroes the counters and forgets fail_first state; {"reset":true}
-//   GET  /healthz               200 "ok"
-// Anything else: 404 {"error":{"message":"Invalid URL (<METHOD> <path>)",...}}.
+// Routes (each dialect's details, wire formats and errors are in its header):
+//   POST /v1/chat/completions                        OpenAI            (openai_dialect.h)
+//   POST /openai/deployments/{d}/chat/completions?api-version=...      Azure OpenAI
+//   POST /openai/v1/chat/completions                 Azure OpenAI (v1)
+//   POST /v1/messages                                Anthropic         (anthropic_dialect.h)
+//   POST /v1beta/models/{model}:generateContent      Gemini            (gemini_dialect.h)
+//   POST /v1beta/models/{model}:streamGenerateContent?alt=sse
+//   GET  /v1/models[/<id>]          OpenAI's list, or Anthropic's when anthropic-version is sent
+//   GET  /v1beta/models[/<model>]   Gemini's list
+//   GET  /_mock/stats               counters since start or the last reset (mock_stats.h)
+//   POST /_mock/reset               zeroes the counters and forgets fail_first state;
+//   {"reset":true} GET  /healthz                   200 "ok"
+// Anything else: 404 {"error":{"message":"Invalid URL (<METHOD> <path>)",...}} (OpenAI's shape).
 //
-// Directives (mock_logic.h Directives; message text and x-mock-* headers) on chat completions:
-//   status=CODE          answer CODE with OpenAI's error body (ForcedError) instead of a completion
-//   retry_after=S        retry-after seconds on 429/503 (default 1)
+// Directives (mock_logic.h Directives; in the last user message or as x-mock-* headers) on every
+// generation route, answered in the route's dialect:
+//   status=CODE          answer CODE with the dialect's error body and retry headers
+//   retry_after=S        retry delay on 429/503/529 (default 1 where the provider always sends
+//                        one: OpenAI 429/503, Azure 429, Anthropic 429, Gemini 429 retryDelay)
 //   fail_first=K key=ID  the first K requests carrying key ID fail with `status` (default 500);
 //                        later ones succeed. Counts are per key (no key: one shared "" key),
-//                        shared by all connections, and cleared by /_mock/reset.
-//   tokens/cached/reasoning  usage shaping (mock_logic.h)
+//                        shared by all connections and dialects, and cleared by /_mock/reset.
+//   tokens/cached/reasoning  usage shaping (mock_logic.h); reasoning is also spelled thinking
+//                        (Anthropic: a thinking block) and thoughts (Gemini: thoughtsTokenCount)
+//   cache_write_5m=N cache_write_1h=N   Anthropic cache writes (ignored by other dialects)
+//   block=REASON         Gemini: 200 with promptFeedback.blockReason; Azure: 400 content_filter;
+//                        ignored by OpenAI and Anthropic
+//   stream_error=TYPE    stream only: after stream_error_after=N content events (default 2; or
+//                        before the finish event if there are fewer), send the dialect's
+//                        mid-stream error for TYPE (an Anthropic error type or a status) and end
+//                        the stream (Anthropic "event: error"; OpenAI/Azure/Gemini a data: error
+//                        object). Counted in stream_errors; its usage is not counted.
 //   stall_ms=N           delay before the response headers
 //   latency_ms=N         non-stream: added to stall_ms; the whole response is written after
 //                        stall_ms + latency_ms (default --latency_ms). Forced errors (status=,
 //                        fail_first) wait the same; validation errors (bad JSON, bad
 //                        directive, 401) are answered at once.
-//   ttft_ms=N            stream: delay between the headers and the first chunk (default --ttft_ms)
-//   inter_token_ms=N     stream: delay between content chunks (default --inter_token_ms)
-//   disconnect_after=N   stream: close the connection after the role chunk(s) and N content
-//                        chunks, without finish chunk, usage, [DONE] or the chunked terminator;
-//                        non-stream: send the headers (full content-length) and half the body,
-//                        then close. Such responses count as "disconnects" and their usage is not
-//                        counted.
+//   ttft_ms=N            stream: delay between the headers and the first event (default --ttft_ms)
+//   inter_token_ms=N     stream: delay between content events (default --inter_token_ms)
+//   disconnect_after=N   stream: close the connection after the opening event(s) and N content
+//                        events, without finish event, usage, end marker or the chunked
+//                        terminator (wins over stream_error); non-stream: send the headers (full
+//                        content-length) and half the body, then close. Such responses count as
+//                        "disconnects" and their usage is not counted.
 //
 // Thread-safe: Handle may be called from any number of threads at once.
 
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "boost/beast/http/message.hpp"
-#include "boost/beast/http/string_body.hpp"
+#include "tools/mock_provider/dialect.h"
 #include "tools/mock_provider/mock_logic.h"
+#include "tools/mock_provider/mock_stats.h"
 
 namespace tollgate::tools::mock {
 
@@ -57,7 +75,9 @@ struct MockOptions {
   int64_t latency_ms = 0;      // default latency_ms directive
   int64_t ttft_ms = 0;         // default ttft_ms directive
   int64_t inter_token_ms = 0;  // default inter_token_ms directive
-  // Non-empty: /v1/* requires "Authorization: Bearer <require_key>", else 401 as OpenAI answers.
+  // Non-empty: every API route requires this key, in the dialect's own header (OpenAI
+  // Authorization: Bearer, Azure api-key, Anthropic x-api-key, Gemini x-goog-api-key or ?key=),
+  // else the dialect's auth error.
   std::string require_key;
 };
 
@@ -74,43 +94,12 @@ struct ResponsePlan {
   bool close = false;
 };
 
-// Counters of POST /v1/chat/completions since start or the last Reset. Token counters sum the
-// usage of every successful (200) response that was not cut by disconnect_after, whether or not
-// the usage was sent to the client (what the provider "billed"); they are updated before the
-// response is written. Lock-free; thread-safe.
-class MockStats {
- public:
-  void CountRequest() { requests_.fetch_add(1, std::memory_order_relaxed); }
-  void CountStream() { streams_.fetch_add(1, std::memory_order_relaxed); }
-  void CountDisconnect() { disconnects_.fetch_add(1, std::memory_order_relaxed); }
-  void CountStatus(int status);
-  void CountUsage(const Usage& usage);
-  void Reset();
-
-  int64_t requests() const { return requests_.load(std::memory_order_relaxed); }
-  int64_t status_count(int status) const;
-
-  // {"requests":N,"streams":N,"disconnects":N,"by_status":{"200":N,...},"prompt_tokens":N,
-  //  "completion_tokens":N,"cached_tokens":N,"reasoning_tokens":N}
-  // by_status lists only statuses seen, in increasing order.
-  std::string ToJson() const;
-
- private:
-  std::atomic<int64_t> requests_{0};
-  std::atomic<int64_t> streams_{0};
-  std::atomic<int64_t> disconnects_{0};
-  std::atomic<int64_t> prompt_tokens_{0};
-  std::atomic<int64_t> completion_tokens_{0};
-  std::atomic<int64_t> cached_tokens_{0};
-  std::atomic<int64_t> reasoning_tokens_{0};
-  std::array<std::atomic<int64_t>, 600> by_status_{};
-};
-
 class MockHandler {
  public:
-  using Request = boost::beast::http::request<boost::beast::http::string_body>;
+  using Request = HttpRequest;
 
   explicit MockHandler(MockOptions options);
+  ~MockHandler();
 
   MockHandler(const MockHandler&) = delete;
   MockHandler& operator=(const MockHandler&) = delete;
@@ -121,12 +110,14 @@ class MockHandler {
   const MockStats& stats() const { return stats_; }
 
  private:
-  ResponsePlan HandleChat(const Request& request);
+  ResponsePlan Generate(const Dialect& dialect, const Call& call);
   // True when this request must fail: counts one request for `key`.
   bool FailFirst(const std::string& key, int64_t k);
   void Reset();
 
   const MockOptions options_;
+  // Indexed by DialectId.
+  std::array<std::unique_ptr<const Dialect>, kDialectCount> dialects_;
   MockStats stats_;
   std::atomic<uint64_t> seq_{0};
   // std::mutex rather than absl::Mutex: Debian's abseil is not built with TSan annotations, so
@@ -136,8 +127,9 @@ class MockHandler {
 };
 
 // A complete non-stream response: status line, headers, body. `extra_headers` are raw
-// "name: value\r\n" lines. Used for errors and small answers outside the chat route too.
+// "name: value\r\n" lines. Used for errors and small answers outside the generation routes too.
 ResponsePlan JsonResponse(int status, std::string_view body, bool keep_alive,
-                          std::string_view extra_headers = {}, int64_t delay_ms = 0);
+                          std::string_view extra_headers = {}, int64_t delay_ms = 0,
+                          std::string_view content_type = "application/json");
 
 }  // namespace tollgate::tools::mock

@@ -18,20 +18,6 @@ using ::testing::StartsWith;
 
 json::array Messages(std::string_view text) { return json::parse(text).as_array(); }
 
-ChatRequest MustParse(std::string_view body) {
-  ChatRequest request;
-  auto error = ParseChatRequest(body, request);
-  EXPECT_FALSE(error.has_value()) << (error ? RenderErrorJson(*error) : "");
-  return request;
-}
-
-ApiError MustFail(std::string_view body) {
-  ChatRequest request;
-  auto error = ParseChatRequest(body, request);
-  EXPECT_TRUE(error.has_value()) << body;
-  return error.value_or(ApiError{});
-}
-
 // ---- tokens -----------------------------------------------------------------------------------
 
 TEST(CountPromptTokensTest, StringContentRoundsUpPerMessage) {
@@ -132,101 +118,6 @@ TEST(PromptTextTest, StripsDirectivesAndTrims) {
   EXPECT_EQ(PromptText("open [[mock: never closed"), "open [[mock: never closed");
 }
 
-// ---- request validation -----------------------------------------------------------------------
-
-TEST(ParseChatRequestTest, ExtractsWhatTheMockNeeds) {
-  ChatRequest r =
-      MustParse(R"({"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},
-      "n":2,"max_tokens":50,"messages":[{"role":"system","content":"sys"},
-      {"role":"user","content":[{"type":"text","text":"first"},{"type":"text","text":" part"}]},
-      {"role":"assistant","content":"ok"}]})");
-  EXPECT_EQ(r.model, "gpt-4o");
-  EXPECT_TRUE(r.stream);
-  EXPECT_TRUE(r.include_usage);
-  EXPECT_EQ(r.n, 2);
-  EXPECT_EQ(r.max_completion_tokens, 50);
-  EXPECT_EQ(r.last_user_text, "first part");
-  EXPECT_EQ(r.prompt_tokens, 3 + (4 + 1) + (4 + 3) + (4 + 1));
-  EXPECT_TRUE(r.tool_to_call.empty());
-}
-
-TEST(ParseChatRequestTest, MalformedJsonIsInvalidRequest) {
-  ApiError e = MustFail(R"({"model":"gpt-4o",)");
-  EXPECT_EQ(e.status, 400);
-  EXPECT_EQ(e.type, "invalid_request_error");
-  EXPECT_THAT(e.message, StartsWith("We could not parse the JSON body of your request."));
-}
-
-TEST(ParseChatRequestTest, MissingModelAndMessagesNameTheParam) {
-  ApiError e = MustFail(R"({"messages":[{"role":"user","content":"x"}]})");
-  EXPECT_EQ(e.param, "model");
-  EXPECT_EQ(e.message, "you must provide a model parameter");
-  e = MustFail(R"({"model":"m"})");
-  EXPECT_EQ(e.param, "messages");
-  EXPECT_EQ(e.code, "missing_required_parameter");
-  EXPECT_EQ(e.message, "Missing required parameter: 'messages'.");
-  e = MustFail(R"({"model":"m","messages":[]})");
-  EXPECT_EQ(e.code, "empty_array");
-}
-
-TEST(ParseChatRequestTest, RejectsWhatOpenAiRejects) {
-  EXPECT_EQ(MustFail(R"({"model":"m","messages":[{"role":"robot","content":"x"}]})").param,
-            "messages[0].role");
-  EXPECT_EQ(MustFail(R"({"model":"m","messages":[{"role":"user"}]})").param, "messages[0].content");
-  EXPECT_EQ(MustFail(R"({"model":"m","messages":[{"role":"user","content":"x"}],"foo":1})").message,
-            "Unrecognized request argument supplied: foo");
-  EXPECT_EQ(MustFail(R"({"model":"m","messages":[{"role":"user","content":"x"}],
-                         "stream_options":{"include_usage":true}})")
-                .param,
-            "stream_options");
-  EXPECT_EQ(MustFail(R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":0})").code,
-            "integer_below_min_value");
-  EXPECT_EQ(MustFail(R"({"model":"m","messages":[{"role":"user","content":"x"}],
-                         "tool_choice":"auto"})")
-                .param,
-            "tool_choice");
-  EXPECT_EQ(MustFail(R"({"model":5,"messages":[{"role":"user","content":"x"}]})").code,
-            "invalid_type");
-}
-
-TEST(ParseChatRequestTest, ToolMessagesMustAnswerToolCalls) {
-  EXPECT_THAT(MustFail(R"({"model":"m","messages":[{"role":"user","content":"x"},
-                           {"role":"tool","tool_call_id":"call_1","content":"r"}]})")
-                  .message,
-              HasSubstr("must be a response to a preceeding message with 'tool_calls'"));
-  EXPECT_THAT(MustFail(R"({"model":"m","messages":[{"role":"user","content":"x"},
-      {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",
-        "function":{"name":"f","arguments":"{}"}}]},
-      {"role":"user","content":"y"}]})")
-                  .message,
-              HasSubstr("did not have response messages: call_1"));
-  ChatRequest r = MustParse(R"({"model":"m","tools":[{"type":"function","function":{"name":"f"}}],
-      "messages":[{"role":"user","content":"x"},
-      {"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function",
-        "function":{"name":"f","arguments":"{}"}}]},
-      {"role":"tool","tool_call_id":"call_1","content":"result"}]})");
-  EXPECT_TRUE(r.tool_to_call.empty()) << "the last message is a tool answer: reply with text";
-}
-
-TEST(ParseChatRequestTest, ChoosesTheToolToCall) {
-  constexpr std::string_view kTools =
-      R"("tools":[{"type":"function","function":{"name":"search"}},
-                  {"type":"function","function":{"name":"weather"}}],)";
-  auto body = [&](std::string_view choice) {
-    return absl::StrCat("{", std::string(kTools), std::string(choice),
-                        R"("model":"m","messages":[{"role":"user","content":"Paris now"}]})");
-  };
-  EXPECT_EQ(MustParse(body("")).tool_to_call, "search");
-  EXPECT_EQ(MustParse(body(R"("tool_choice":"required",)")).tool_to_call, "search");
-  EXPECT_EQ(MustParse(body(R"("tool_choice":"none",)")).tool_to_call, "");
-  EXPECT_EQ(MustParse(body(R"("tool_choice":{"type":"function","function":{"name":"weather"}},)"))
-                .tool_to_call,
-            "weather");
-  EXPECT_EQ(
-      MustFail(body(R"("tool_choice":{"type":"function","function":{"name":"nope"}},)")).param,
-      "tool_choice");
-}
-
 // ---- completions ------------------------------------------------------------------------------
 
 ChatRequest Request(std::string prompt) {
@@ -294,164 +185,109 @@ TEST(BuildCompletionTest, SeveralChoicesAreBilledTogether) {
   EXPECT_NE(c.choices[0].content, c.choices[1].content);
 }
 
-TEST(RenderCompletionJsonTest, MatchesOpenAiShape) {
+TEST(BuildCompletionTest, CacheTokensAreClampedInTurnToThePrompt) {
   Directives d;
-  d.cached = 4;
-  d.reasoning = 2;
-  const Completion c = BuildCompletion(Request("Say hello"), d, 42, 1730000000);
-  const json::object v = json::parse(RenderCompletionJson(c)).as_object();
-  EXPECT_EQ(v.at("id"), "chatcmpl-42");
-  EXPECT_EQ(v.at("object"), "chat.completion");
-  EXPECT_EQ(v.at("created"), 1730000000);
-  EXPECT_EQ(v.at("model"), "gpt-4o-mini");
-  EXPECT_EQ(v.at("system_fingerprint"), "fp_mock");
-  const json::object& choice = v.at("choices").as_array().at(0).as_object();
-  EXPECT_EQ(choice.at("index"), 0);
-  EXPECT_EQ(choice.at("finish_reason"), "stop");
-  EXPECT_TRUE(choice.at("logprobs").is_null());
-  const json::object& message = choice.at("message").as_object();
-  EXPECT_EQ(message.at("role"), "assistant");
-  EXPECT_EQ(message.at("content"), json::value(c.choices[0].content));
-  EXPECT_TRUE(message.at("refusal").is_null());
-  EXPECT_FALSE(message.contains("tool_calls"));
-  const json::object& usage = v.at("usage").as_object();
-  EXPECT_EQ(usage.at("prompt_tokens"), 20);
-  EXPECT_EQ(usage.at("completion_tokens"), c.choices[0].words + 2);
-  EXPECT_EQ(usage.at("total_tokens"), 20 + c.choices[0].words + 2);
-  EXPECT_EQ(usage.at("prompt_tokens_details").at("cached_tokens"), 4);
-  EXPECT_EQ(usage.at("completion_tokens_details").at("reasoning_tokens"), 2);
+  d.cached = 8;
+  d.cache_write_5m = 10;
+  d.cache_write_1h = 10;
+  const Completion c = BuildCompletion(Request("x"), d, 1, 1);  // prompt_tokens 20
+  EXPECT_EQ(c.usage.prompt_tokens, 20);
+  EXPECT_EQ(c.usage.cached_tokens, 8);
+  EXPECT_EQ(c.usage.cache_write_5m_tokens, 10);
+  EXPECT_EQ(c.usage.cache_write_1h_tokens, 2);
 }
 
-TEST(RenderCompletionJsonTest, ToolCallShape) {
-  ChatRequest r = Request("Paris \"weather\" [[mock: tokens=3]]");
-  r.tool_to_call = "get_weather";
-  const Completion c = BuildCompletion(r, {}, 7, 1);
-  const json::object v = json::parse(RenderCompletionJson(c)).as_object();
-  const json::object& choice = v.at("choices").as_array().at(0).as_object();
-  EXPECT_EQ(choice.at("finish_reason"), "tool_calls");
-  const json::object& message = choice.at("message").as_object();
-  EXPECT_TRUE(message.at("content").is_null());
-  const json::object& call = message.at("tool_calls").as_array().at(0).as_object();
-  EXPECT_EQ(call.at("id"), "call_7");
-  EXPECT_EQ(call.at("type"), "function");
-  EXPECT_EQ(call.at("function").at("name"), "get_weather");
-  const std::string args(call.at("function").at("arguments").as_string());
-  EXPECT_EQ(args, R"({"query":"Paris"})");
-  EXPECT_EQ(v.at("usage").at("completion_tokens"), ToolCallTokens("get_weather", args));
-}
-
-TEST(RenderErrorJsonTest, OpenAiErrorShapes) {
-  const json::value e429 = json::parse(RenderErrorJson(ForcedError(429, "gpt-4o", 2)));
-  EXPECT_EQ(e429.at("error").at("code"), "rate_limit_exceeded");
-  EXPECT_TRUE(e429.at("error").at("param").is_null());
-  EXPECT_THAT(std::string(e429.at("error").at("message").as_string()),
-              HasSubstr("Please try again in 2s"));
-  EXPECT_EQ(ForcedError(429, "m", 0).retry_after_s, 1);
-  EXPECT_EQ(ForcedError(401, "m", 0).code, "invalid_api_key");
-  EXPECT_EQ(ForcedError(404, "m", 0).code, "model_not_found");
-  EXPECT_EQ(ForcedError(400, "m", 0).type, "invalid_request_error");
-  EXPECT_EQ(ForcedError(500, "m", 0).type, "server_error");
-  const ApiError e503 = ForcedError(503, "m", 3);
-  EXPECT_EQ(e503.code, "overloaded");
-  EXPECT_THAT(e503.message, StartsWith("The server is overloaded"));
-  EXPECT_EQ(e503.retry_after_s, 3);
-}
-
-// ---- streaming --------------------------------------------------------------------------------
-
-std::vector<EventKind> Kinds(const std::vector<std::pair<EventKind, std::string>>& events) {
-  std::vector<EventKind> kinds;
-  for (const auto& e : events) kinds.push_back(e.first);
-  return kinds;
-}
-
-json::object Payload(const std::string& event) {
-  EXPECT_THAT(event, StartsWith("data: "));
-  EXPECT_EQ(event.substr(event.size() - 2), "\n\n");
-  return json::parse(event.substr(6, event.size() - 8)).as_object();
-}
-
-TEST(StreamEventsTest, SequenceWithoutUsage) {
+TEST(BuildCompletionTest, BlockedPromptHasNoChoicesAndNoOutput) {
   Directives d;
-  d.tokens = 3;
-  const Completion c = BuildCompletion(Request("hello"), d, 5, 99);
-  const auto events = StreamEvents(c, /*include_usage=*/false);
-  EXPECT_THAT(Kinds(events),
-              ElementsAre(EventKind::kRole, EventKind::kContent, EventKind::kContent,
-                          EventKind::kContent, EventKind::kFinish, EventKind::kDone));
-  const json::object role = Payload(events[0].second);
-  EXPECT_EQ(role.at("id"), "chatcmpl-5");
-  EXPECT_EQ(role.at("object"), "chat.completion.chunk");
-  EXPECT_EQ(role.at("created"), 99);
-  EXPECT_FALSE(role.contains("usage"));
-  EXPECT_EQ(role.at("choices").at(0).at("delta").at("role"), "assistant");
-  EXPECT_EQ(role.at("choices").at(0).at("delta").at("content"), "");
-  EXPECT_TRUE(role.at("choices").at(0).at("finish_reason").is_null());
-  std::string text;
-  for (int i = 1; i <= 3; ++i) {
-    const std::string piece(
-        Payload(events[i].second).at("choices").at(0).at("delta").at("content").as_string());
-    EXPECT_EQ(piece.front() == ' ', i > 1) << piece;
-    text += piece;
-  }
-  EXPECT_EQ(text, c.choices[0].content);
-  const json::object finish = Payload(events[4].second);
-  EXPECT_TRUE(finish.at("choices").at(0).at("delta").as_object().empty());
-  EXPECT_EQ(finish.at("choices").at(0).at("finish_reason"), "stop");
-  EXPECT_EQ(events[5].second, "data: [DONE]\n\n");
-}
-
-TEST(StreamEventsTest, SequenceWithUsage) {
-  Directives d;
-  d.tokens = 2;
+  d.block = "SAFETY";
+  d.reasoning = 5;
   d.cached = 3;
-  d.reasoning = 1;
-  const Completion c = BuildCompletion(Request("hello"), d, 5, 99);
-  const auto events = StreamEvents(c, /*include_usage=*/true);
-  EXPECT_THAT(Kinds(events), ElementsAre(EventKind::kRole, EventKind::kContent, EventKind::kContent,
-                                         EventKind::kFinish, EventKind::kUsage, EventKind::kDone));
-  for (size_t i = 0; i < 4; ++i) {
-    EXPECT_TRUE(Payload(events[i].second).at("usage").is_null()) << i;
-  }
-  const json::object usage_chunk = Payload(events[4].second);
-  EXPECT_TRUE(usage_chunk.at("choices").as_array().empty());
-  EXPECT_EQ(usage_chunk.at("usage").at("prompt_tokens"), 20);
-  EXPECT_EQ(usage_chunk.at("usage").at("completion_tokens"), 3);
-  EXPECT_EQ(usage_chunk.at("usage").at("total_tokens"), 23);
-  EXPECT_EQ(usage_chunk.at("usage").at("prompt_tokens_details").at("cached_tokens"), 3);
-  EXPECT_EQ(usage_chunk.at("usage").at("completion_tokens_details").at("reasoning_tokens"), 1);
+  const Completion c = BuildCompletion(Request("x"), d, 1, 1);
+  EXPECT_EQ(c.block_reason, "SAFETY");
+  EXPECT_TRUE(c.choices.empty());
+  EXPECT_EQ(c.usage.completion_tokens, 0);
+  EXPECT_EQ(c.usage.reasoning_tokens, 0);
+  EXPECT_EQ(c.usage.prompt_tokens, 20);
+  EXPECT_EQ(c.usage.cached_tokens, 3);
 }
 
-TEST(StreamEventsTest, ToolCallFragments) {
-  ChatRequest r = Request("Paris please");
-  r.tool_to_call = "get_weather";
-  const Completion c = BuildCompletion(r, {}, 3, 1);
-  const auto events = StreamEvents(c, false);
-  ASSERT_THAT(Kinds(events), ElementsAre(EventKind::kRole, EventKind::kContent, EventKind::kContent,
-                                         EventKind::kContent, EventKind::kContent,
-                                         EventKind::kFinish, EventKind::kDone));
-  const json::object first =
-      Payload(events[1].second).at("choices").at(0).at("delta").at("tool_calls").at(0).as_object();
-  EXPECT_EQ(first.at("index"), 0);
-  EXPECT_EQ(first.at("id"), "call_3");
-  EXPECT_EQ(first.at("type"), "function");
-  EXPECT_EQ(first.at("function").at("name"), "get_weather");
-  EXPECT_EQ(first.at("function").at("arguments"), "");
-  std::string args;
-  for (int i = 2; i <= 4; ++i) {
-    const json::object frag = Payload(events[i].second)
-                                  .at("choices")
-                                  .at(0)
-                                  .at("delta")
-                                  .at("tool_calls")
-                                  .at(0)
-                                  .as_object();
-    EXPECT_FALSE(frag.contains("id"));
-    EXPECT_FALSE(frag.at("function").as_object().contains("name"));
-    args += frag.at("function").at("arguments").as_string();
+TEST(BuildCompletionTest, IdStyleNamesCompletionAndToolCalls) {
+  ChatRequest r = Request("Paris now");
+  r.tool_to_call = "f";
+  r.n = 2;
+  const Completion c = BuildCompletion(r, {}, 9, 1, {.completion = "msg_", .tool_call = "toolu_"});
+  EXPECT_EQ(c.id, "msg_9");
+  EXPECT_EQ(c.seq, 9u);
+  EXPECT_EQ(c.choices[0].tool_call_id, "toolu_9");
+  EXPECT_EQ(c.choices[1].tool_call_id, "toolu_9_1");
+  EXPECT_EQ(c.seed, Fnv1a64("Paris now"));
+}
+
+TEST(ReasoningTextTest, AsManyWordsAsReasoningTokensAndDeterministic) {
+  Directives d;
+  d.reasoning = 6;
+  d.tokens = 6;
+  const Completion a = BuildCompletion(Request("think"), d, 1, 1);
+  const Completion b = BuildCompletion(Request("think [[mock: ttft_ms=1]]"), d, 2, 2);
+  const std::string text = ReasoningText(a);
+  EXPECT_EQ(std::count(text.begin(), text.end(), ' '), 5);
+  EXPECT_EQ(text, ReasoningText(b));
+  EXPECT_NE(text, a.choices[0].content);
+  EXPECT_EQ(ReasoningText(BuildCompletion(Request("think"), {}, 1, 1)), "");
+}
+
+TEST(StreamHelpersTest, NextPieceSplitsWordsWithLeadingSpaces) {
+  std::vector<std::string> pieces;
+  size_t cursor = 0;
+  for (std::string_view p; !(p = NextPiece("one two three", cursor)).empty();) {
+    pieces.emplace_back(p);
   }
-  EXPECT_EQ(args, R"({"query":"Paris"})");
-  EXPECT_EQ(Payload(events[5].second).at("choices").at(0).at("finish_reason"), "tool_calls");
+  EXPECT_THAT(pieces, ElementsAre("one", " two", " three"));
+  cursor = 0;
+  EXPECT_EQ(NextPiece("", cursor), "");
+}
+
+TEST(StreamHelpersTest, SplitToolArgumentsReassembles) {
+  const auto parts = SplitToolArguments(R"({"query":"Paris"})");
+  EXPECT_THAT(parts, ElementsAre(R"({"query":)", R"("Paris")", "}"));
+}
+
+// ---- directives added for the Anthropic and Gemini dialects -----------------------------------
+
+TEST(DirectivesTest, DialectDirectives) {
+  Directives d;
+  ASSERT_TRUE(ParseDirectives("[[mock: cache_write_5m=4 cache_write_1h=2 thinking=7 block=SAFETY "
+                              "stream_error=overloaded_error stream_error_after=3]]",
+                              d)
+                  .ok());
+  EXPECT_EQ(d.cache_write_5m, 4);
+  EXPECT_EQ(d.cache_write_1h, 2);
+  EXPECT_EQ(d.reasoning, 7);
+  EXPECT_EQ(d.block, "SAFETY");
+  EXPECT_EQ(d.stream_error, 529);
+  EXPECT_EQ(d.stream_error_after, 3);
+  ASSERT_TRUE(ParseDirectives("[[mock: thoughts=9 stream_error=500]]", d).ok());
+  EXPECT_EQ(d.reasoning, 9);
+  EXPECT_EQ(d.stream_error, 500);
+  EXPECT_FALSE(ParseDirectives("[[mock: stream_error=bogus_error]]", d).ok());
+  EXPECT_FALSE(ParseDirectives("[[mock: stream_error=302]]", d).ok());
+  EXPECT_FALSE(ParseDirectives("[[mock: block=a/b]]", d).ok());
+  EXPECT_FALSE(ParseDirectives("[[mock: cache_write_5m=x]]", d).ok());
+}
+
+TEST(ErrorTypeTest, AnthropicErrorTypesRoundTrip) {
+  for (std::string_view type :
+       {"invalid_request_error", "authentication_error", "billing_error", "permission_error",
+        "not_found_error", "request_too_large", "rate_limit_error", "api_error", "timeout_error",
+        "overloaded_error"}) {
+    const std::optional<int> status = ErrorTypeStatus(type);
+    ASSERT_TRUE(status.has_value()) << type;
+    EXPECT_EQ(ErrorTypeForStatus(*status), type);
+  }
+  EXPECT_EQ(ErrorTypeStatus("overloaded_error"), 529);
+  EXPECT_EQ(ErrorTypeForStatus(418), "invalid_request_error");
+  EXPECT_EQ(ErrorTypeForStatus(503), "api_error");
+  EXPECT_FALSE(ErrorTypeStatus("nope").has_value());
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/read.hpp"
 #include "services/common/logging.h"
+#include "tools/mock_provider/openai_dialect.h"
 
 namespace tollgate::tools::mock {
 namespace net = boost::asio;

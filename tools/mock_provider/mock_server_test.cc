@@ -2,6 +2,7 @@
 
 #include "tools/mock_provider/mock_server.h"
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -173,6 +174,131 @@ TEST_F(MockServerTest, BadJsonAndUnknownRoute) {
   res = client.Call(http::verb::get, "/nope");
   EXPECT_EQ(res.result_int(), 404);
   EXPECT_THAT(res.body(), HasSubstr("Invalid URL"));
+}
+
+// ---- the other dialects on a real port ---------------------------------------------------------
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+http::response<http::string_body> CallOk(Client& client, http::verb method,
+                                         const std::string& target, const std::string& body,
+                                         const Headers& headers) {
+  beast::error_code ec;
+  auto res = client.Call(method, target, body, ec, headers);
+  EXPECT_FALSE(ec) << ec.message();
+  return res;
+}
+
+std::vector<std::string> EventNames(const std::string& body) {
+  std::vector<std::string> out;
+  for (size_t pos = 0; (pos = body.find("event: ", pos)) != std::string::npos; ++pos) {
+    out.push_back(body.substr(pos + 7, body.find('\n', pos) - pos - 7));
+  }
+  return out;
+}
+
+TEST_F(MockServerTest, AnthropicStreamThenMessageOnOneConnection) {
+  Client client(server_->port());
+  const Headers headers = {{"anthropic-version", "2023-06-01"}};
+  const std::string body = R"({"model":"claude-sonnet-4-20250514","max_tokens":64,"stream":true,)"
+                           R"("messages":[{"role":"user","content":"hello [[mock: tokens=3]]"}]})";
+  auto res = CallOk(client, http::verb::post, "/v1/messages", body, headers);
+  ASSERT_EQ(res.result_int(), 200);
+  EXPECT_TRUE(res.chunked());
+  EXPECT_EQ(
+      EventNames(res.body()),
+      (std::vector<std::string>{"message_start", "content_block_start", "ping",
+                                "content_block_delta", "content_block_delta", "content_block_delta",
+                                "content_block_stop", "message_delta", "message_stop"}));
+  res = CallOk(client, http::verb::post, "/v1/messages",
+               R"({"model":"claude-sonnet-4-20250514","max_tokens":64,)"
+               R"("messages":[{"role":"user","content":"hello [[mock: tokens=3]]"}]})",
+               headers);
+  ASSERT_EQ(res.result_int(), 200);
+  EXPECT_EQ(json::parse(res.body()).at("usage").at("output_tokens"), 3);
+  // A stream that fails after its 200 still ends cleanly; the connection stays usable.
+  res = CallOk(client, http::verb::post, "/v1/messages",
+               R"({"model":"m","max_tokens":64,"stream":true,"messages":[{"role":"user",)"
+               R"("content":"x [[mock: tokens=4 stream_error=overloaded_error]]"}]})",
+               headers);
+  EXPECT_EQ(EventNames(res.body()).back(), "error");
+  res = CallOk(client, http::verb::post, "/v1/messages",
+               R"({"model":"m","max_tokens":64,"messages":[{"role":"user","content":"x"}]})", {});
+  EXPECT_EQ(res.result_int(), 400);
+  const json::value stats = json::parse(client.Call(http::verb::get, "/_mock/stats").body());
+  EXPECT_EQ(stats.at("by_dialect").at("anthropic").at("requests"), 4);
+  EXPECT_EQ(stats.at("by_dialect").at("anthropic").at("stream_errors"), 1);
+  EXPECT_EQ(stats.at("by_dialect").at("anthropic").at("completion_tokens"), 6);
+}
+
+TEST_F(MockServerTest, GeminiSseStreamWithAltAsTheLastQueryParameter) {
+  Client client(server_->port());
+  auto res = CallOk(client, http::verb::post,
+                    "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+                    R"({"contents":[{"parts":[{"text":"hi [[mock: tokens=2 cached=3]]"}]}]})", {});
+  ASSERT_EQ(res.result_int(), 200);
+  EXPECT_EQ(res[http::field::content_type], "text/event-stream");
+  const std::string& body = res.body();
+  ASSERT_EQ(std::count(body.begin(), body.end(), '\r'), 6);
+  const size_t last = body.rfind("data: ");
+  const json::value final_chunk = json::parse(body.substr(last + 6, body.size() - last - 10));
+  EXPECT_EQ(final_chunk.at("candidates").at(0).at("finishReason"), "STOP");
+  EXPECT_EQ(final_chunk.at("usageMetadata").at("cachedContentTokenCount"), 3);
+}
+
+TEST_F(MockServerTest, AzureDeploymentWithApiVersionAsTheLastQueryParameter) {
+  Client client(server_->port());
+  auto res = CallOk(client, http::verb::post,
+                    "/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21",
+                    R"({"messages":[{"role":"user","content":"hi [[mock: tokens=2]]"}]})", {});
+  ASSERT_EQ(res.result_int(), 200);
+  const json::value completion = json::parse(res.body());
+  EXPECT_EQ(completion.at("model"), "prod-4o");
+  EXPECT_EQ(completion.at("choices").at(0).at("content_filter_results").at("hate").at("filtered"),
+            false);
+}
+
+TEST(MockServerKeyTest, EveryDialectDemandsItsOwnKeyHeader) {
+  MockOptions options;
+  options.require_key = "secret-key-12345";
+  auto server = MockServer::Start("127.0.0.1:0", 1, options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  Client client((*server)->port());
+  const std::string chat = R"({"model":"m","messages":[{"role":"user","content":"x"}]})";
+  const std::string messages =
+      R"({"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}]})";
+  const std::string gemini = R"({"contents":[{"parts":[{"text":"x"}]}]})";
+  const std::string gemini_path = "/v1beta/models/gemini-2.5-flash:generateContent";
+  const std::string azure_path = "/openai/deployments/d/chat/completions?api-version=2024-10-21";
+  EXPECT_EQ(CallOk(client, http::verb::post, "/v1/chat/completions", chat,
+                   {{"Authorization", "Bearer secret-key-12345"}})
+                .result_int(),
+            200);
+  EXPECT_EQ(CallOk(client, http::verb::post, "/v1/messages", messages,
+                   {{"anthropic-version", "2023-06-01"}, {"x-api-key", "secret-key-12345"}})
+                .result_int(),
+            200);
+  EXPECT_EQ(CallOk(client, http::verb::post, gemini_path + "?key=secret-key-12345", gemini, {})
+                .result_int(),
+            200);
+  EXPECT_EQ(CallOk(client, http::verb::post, azure_path, chat, {{"api-key", "secret-key-12345"}})
+                .result_int(),
+            200);
+  // Each with another dialect's header fails as that provider fails.
+  EXPECT_EQ(CallOk(client, http::verb::post, "/v1/messages", messages,
+                   {{"anthropic-version", "2023-06-01"}, {"api-key", "secret-key-12345"}})
+                .result_int(),
+            401);
+  EXPECT_EQ(
+      CallOk(client, http::verb::post, gemini_path, gemini, {{"x-api-key", "secret-key-12345"}})
+          .result_int(),
+      403);
+  EXPECT_EQ(CallOk(client, http::verb::post, gemini_path, gemini, {{"x-goog-api-key", "wrong"}})
+                .result_int(),
+            400);
+  EXPECT_EQ(CallOk(client, http::verb::post, azure_path, chat, {{"x-api-key", "secret-key-12345"}})
+                .result_int(),
+            401);
 }
 
 TEST(MockServerStartTest, PortInUseIsUnavailable) {
