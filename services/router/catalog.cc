@@ -1,5 +1,6 @@
 #include "services/router/catalog.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -45,6 +46,53 @@ std::string ContentHash(absl::string_view bytes) {
   return absl::StrFormat("%016x", hash);
 }
 
+absl::string_view PolicyKindName(PolicyKind kind) {
+  switch (kind) {
+    case PolicyKind::kPriority:
+      return "priority";
+    case PolicyKind::kWeighted:
+      return "weighted";
+    case PolicyKind::kLeastLatency:
+      return "least-latency";
+    case PolicyKind::kLeastCost:
+      return "least-cost";
+    case PolicyKind::kCostQuality:
+      return "cost-quality";
+    case PolicyKind::kAuto:
+      return "auto";
+  }
+  return "priority";
+}
+
+namespace {
+
+bool OneOf(const std::vector<std::string>& values, const std::string& value) {
+  if (values.empty()) return true;
+  for (const std::string& v : values) {
+    if (v == value) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool AttributionMatch::Matches(const v1::Attribution& a) const {
+  if (!OneOf(team, a.team()) || !OneOf(feature, a.feature()) || !OneOf(customer, a.customer()) ||
+      !OneOf(environment, a.environment()) || !OneOf(api_key_id, a.api_key_id())) {
+    return false;
+  }
+  for (const auto& [tag, values] : tags) {
+    auto it = a.tags().find(tag);
+    if (it == a.tags().end() || !OneOf(values, it->second)) return false;
+  }
+  return true;
+}
+
+const TeamSettings* Catalog::FindTeam(absl::string_view team) const {
+  auto it = team_by_name_.find(team);
+  return it == team_by_name_.end() ? nullptr : &teams_[it->second];
+}
+
 const CatalogModel* Catalog::FindModel(absl::string_view name_or_alias) const {
   auto it = model_by_name_.find(name_or_alias);
   return it == model_by_name_.end() ? nullptr : &models_[it->second];
@@ -59,6 +107,30 @@ namespace {
 
 constexpr int64_t kDefaultContextWindow = 128000;
 constexpr int64_t kDefaultMaxOutputTokens = 16384;
+constexpr int64_t kDefaultCacheTtlMs = 500;
+
+// "0.05" -> 50000 parts per million; "0", "1", "1.0" are fine; at most 6 fractional digits.
+std::optional<int64_t> ParsePpm(absl::string_view text) {
+  const size_t dot = text.find('.');
+  const absl::string_view whole = text.substr(0, dot);
+  const absl::string_view frac = dot == absl::string_view::npos ? "" : text.substr(dot + 1);
+  if (whole.empty() || whole.size() > 1 || frac.size() > 6) return std::nullopt;
+  if (dot != absl::string_view::npos && frac.empty()) return std::nullopt;
+  int64_t value = 0;
+  for (char c : whole) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + (c - '0');
+  }
+  int64_t fraction = 0;
+  for (size_t i = 0; i < 6; ++i) {
+    const char c = i < frac.size() ? frac[i] : '0';
+    if (c < '0' || c > '9') return std::nullopt;
+    fraction = fraction * 10 + (c - '0');
+  }
+  const int64_t ppm = value * 1000000 + fraction;
+  if (ppm > 1000000) return std::nullopt;
+  return ppm;
+}
 
 bool Contains(const std::vector<std::string>& values, absl::string_view value) {
   for (const std::string& v : values) {
@@ -126,10 +198,36 @@ class CatalogParser {
     bool has_base_url_override = false;
     size_t provider = 0;  // index into providers
   };
+  struct ParsedPolicy {
+    PolicyKind kind = PolicyKind::kPriority;
+    LatencyMetric metric = LatencyMetric::kAuto;
+    int64_t exploration_ppm = 50000;
+    int64_t default_output_tokens = 1024;
+    int32_t min_quality = 0;
+    bool strict = false;
+    std::vector<std::pair<size_t, int64_t>> weights;  // parsed deployment index -> weight
+    std::optional<std::vector<size_t>> deployments;   // parsed deployment indexes
+    std::optional<bool> cache;
+    std::optional<int64_t> cache_ttl_ms;
+    std::array<std::shared_ptr<ParsedPolicy>, kRequestClassCount> classes;
+  };
+  struct ParsedRule {
+    RoutingRule rule;  // name, when and regions; allowed and policy resolved in Build
+    std::optional<std::vector<size_t>> deployments;
+    std::shared_ptr<ParsedPolicy> policy;
+  };
   struct ParsedModel {
     CatalogModel model;
     std::vector<size_t> deployments;  // indexes into deployments
+    std::shared_ptr<ParsedPolicy> policy;
+    std::vector<ParsedRule> rules;
   };
+  struct ParsedTeam {
+    TeamSettings team;                               // name and allowed_regions
+    std::optional<std::vector<std::string>> models;  // canonical model names
+  };
+  // Which deployments a policy or rule may name: a model's (parsed indexes), or any (nullptr).
+  using DeploymentScope = const std::vector<size_t>*;
 
   absl::Status ErrorAt(const YAML::Mark& mark, absl::string_view msg) const {
     if (mark.is_null()) return absl::InvalidArgumentError(absl::StrCat(source_, ": ", msg));
@@ -349,7 +447,7 @@ class CatalogParser {
     TOLLGATE_RETURN_IF_ERROR(
         CheckMap(node, where,
                  {"id", "provider", "upstream_model", "region", "base_url", "prices",
-                  "capabilities", "context_window", "max_output_tokens"}));
+                  "capabilities", "context_window", "max_output_tokens", "limits", "quality"}));
     ParsedDeployment parsed;
     v1::Deployment& d = parsed.deployment;
     TOLLGATE_ASSIGN_OR_RETURN(std::string id, Name(node, "id", where));
@@ -426,14 +524,543 @@ class CatalogParser {
     d.set_context_window(context_window);
     d.set_max_output_tokens(max_output);
 
+    if (const YAML::Node limits = node["limits"]; limits.IsDefined() && !limits.IsNull()) {
+      const std::string limits_what = absl::StrCat(what, " limits");
+      TOLLGATE_RETURN_IF_ERROR(CheckMap(limits, limits_what, {"rpm", "tpm"}));
+      TOLLGATE_ASSIGN_OR_RETURN(const int64_t rpm, PositiveInt(limits, "rpm", limits_what, 0));
+      TOLLGATE_ASSIGN_OR_RETURN(const int64_t tpm, PositiveInt(limits, "tpm", limits_what, 0));
+      d.mutable_limits()->set_rpm(rpm);
+      d.mutable_limits()->set_tpm(tpm);
+    }
+    if (const YAML::Node quality = node["quality"]; quality.IsDefined() && !quality.IsNull()) {
+      TOLLGATE_RETURN_IF_ERROR(ParseQuality(quality, what, &d));
+    }
+    regions_.insert(d.region());
+
     deployment_by_id_[id] = deployments_.size();
     deployments_.push_back(std::move(parsed));
     return absl::OkStatus();
   }
 
+  absl::Status ParseQuality(const YAML::Node& node, absl::string_view deployment_what,
+                            v1::Deployment* d) const {
+    const std::string what = absl::StrCat(deployment_what, " quality");
+    if (!node.IsMap()) return Error(node, absl::StrCat(what, " must be a mapping"));
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
+      if (!key.IsScalar()) return Error(key, absl::StrCat(what, ": keys must be plain strings"));
+      const std::string& name = key.Scalar();
+      if (name != "default" && !ParseRequestClass(name).has_value()) {
+        return Error(key, absl::StrCat(what, ": unknown class '", name, "' (valid: ", ClassNames(),
+                                       ", default)"));
+      }
+      if (d->quality().contains(name)) {
+        return Error(key, absl::StrCat(what, ": duplicate key '", name, "'"));
+      }
+      int64_t score = -1;
+      if (!value.IsScalar() || !absl::SimpleAtoi(value.Scalar(), &score) || score < 0 ||
+          score > 100) {
+        return Error(value.IsDefined() ? value : key,
+                     absl::StrCat(what, ": '", name, "' must be an integer from 0 to 100"));
+      }
+      (*d->mutable_quality())[name] = static_cast<int32_t>(score);
+    }
+    return absl::OkStatus();
+  }
+
+  static std::string ClassNames() {
+    std::vector<std::string> names;
+    for (RequestClass c : AllRequestClasses()) names.emplace_back(RequestClassName(c));
+    return absl::StrJoin(names, ", ");
+  }
+
+  absl::StatusOr<std::optional<bool>> OptionalBool(const YAML::Node& map, const char* key,
+                                                   absl::string_view what) const {
+    TOLLGATE_ASSIGN_OR_RETURN(std::optional<std::string> text, OptionalScalar(map, key, what));
+    if (!text.has_value()) return std::optional<bool>();
+    if (*text == "true") return std::optional<bool>(true);
+    if (*text == "false") return std::optional<bool>(false);
+    return Error(map[key],
+                 absl::StrCat(what, ": '", key, "' must be true or false, got '", *text, "'"));
+  }
+
+  absl::StatusOr<std::optional<int64_t>> OptionalIntInRange(const YAML::Node& map, const char* key,
+                                                            absl::string_view what, int64_t min,
+                                                            int64_t max) const {
+    TOLLGATE_ASSIGN_OR_RETURN(std::optional<std::string> text, OptionalScalar(map, key, what));
+    if (!text.has_value()) return std::optional<int64_t>();
+    int64_t value = 0;
+    if (!absl::SimpleAtoi(*text, &value) || value < min || value > max) {
+      return Error(map[key], absl::StrCat(what, ": '", key, "' must be an integer from ", min,
+                                          " to ", max, ", got '", *text, "'"));
+    }
+    return std::optional<int64_t>(value);
+  }
+
+  // Scalar or list of scalars: the values a condition accepts. Never empty.
+  absl::StatusOr<std::vector<std::string>> ScalarOrList(const YAML::Node& node,
+                                                        absl::string_view what) const {
+    std::vector<std::string> values;
+    if (node.IsScalar()) {
+      values.push_back(node.Scalar());
+      return values;
+    }
+    if (!node.IsSequence() || node.size() == 0) {
+      return Error(node, absl::StrCat(what, " must be a string or a non-empty list of strings"));
+    }
+    for (size_t i = 0; i < node.size(); ++i) {
+      if (!node[i].IsScalar()) {
+        return Error(node[i], absl::StrCat(what, ": every entry must be a string"));
+      }
+      values.push_back(node[i].Scalar());
+    }
+    return values;
+  }
+
+  // A list of region names under `map[key]`, each the region of at least one deployment.
+  absl::StatusOr<std::vector<std::string>> Regions(const YAML::Node& map, const char* key,
+                                                   absl::string_view what) const {
+    TOLLGATE_ASSIGN_OR_RETURN(auto list, ScalarList(map, key, what));
+    if (list.empty()) {
+      return Error(map[key], absl::StrCat(what, ": '", key, "' must be a non-empty list"));
+    }
+    std::vector<std::string> regions;
+    for (const auto& [region, at] : list) {
+      if (!regions_.contains(region)) {
+        std::vector<std::string> known(regions_.begin(), regions_.end());
+        std::sort(known.begin(), known.end());
+        return Error(at, absl::StrCat(what, ": region '", region,
+                                      "' is not the region of any deployment (regions: ",
+                                      absl::StrJoin(known, ", "), ")"));
+      }
+      if (Contains(regions, region)) {
+        return Error(at, absl::StrCat(what, ": region '", region, "' listed twice"));
+      }
+      regions.push_back(region);
+    }
+    return regions;
+  }
+
+  // A non-empty list of deployment ids under `map[key]`, each within `scope`.
+  absl::StatusOr<std::vector<size_t>> DeploymentList(const YAML::Node& map, const char* key,
+                                                     absl::string_view what, DeploymentScope scope,
+                                                     absl::string_view scope_name) const {
+    TOLLGATE_ASSIGN_OR_RETURN(auto list, ScalarList(map, key, what));
+    if (list.empty()) {
+      return Error(map[key], absl::StrCat(what, ": '", key, "' must be a non-empty list"));
+    }
+    std::vector<size_t> out;
+    for (const auto& [id, at] : list) {
+      TOLLGATE_ASSIGN_OR_RETURN(size_t index, DeploymentIn(id, at, what, scope, scope_name));
+      if (std::find(out.begin(), out.end(), index) != out.end()) {
+        return Error(at, absl::StrCat(what, ": deployment '", id, "' listed twice"));
+      }
+      out.push_back(index);
+    }
+    return out;
+  }
+
+  absl::StatusOr<size_t> DeploymentIn(const std::string& id, const YAML::Node& at,
+                                      absl::string_view what, DeploymentScope scope,
+                                      absl::string_view scope_name) const {
+    auto it = deployment_by_id_.find(id);
+    if (it == deployment_by_id_.end()) {
+      return Error(at, absl::StrCat(what, " references unknown deployment '", id, "'"));
+    }
+    if (scope != nullptr && std::find(scope->begin(), scope->end(), it->second) == scope->end()) {
+      return Error(
+          at, absl::StrCat(what, ": deployment '", id, "' is not a deployment of ", scope_name));
+    }
+    return it->second;
+  }
+
+  // A policy block: a policy name ("least-cost") or a mapping with `type` and its options.
+  // `scope`: the deployments it may name; `in_class`: it is the policy of an `auto` class.
+  absl::StatusOr<std::shared_ptr<ParsedPolicy>> ParsePolicy(const YAML::Node& node,
+                                                            const std::string& what,
+                                                            DeploymentScope scope,
+                                                            absl::string_view scope_name,
+                                                            bool in_class) const {
+    auto policy = std::make_shared<ParsedPolicy>();
+    std::string type;
+    if (node.IsScalar()) {
+      type = node.Scalar();
+    } else if (node.IsMap()) {
+      TOLLGATE_ASSIGN_OR_RETURN(type, RequiredScalar(node, "type", what));
+    } else {
+      return Error(node, absl::StrCat(what, " must be a policy name or a mapping with 'type'"));
+    }
+    const YAML::Node type_at = node.IsScalar() ? node : node["type"];
+    bool known = false;
+    for (PolicyKind kind : {PolicyKind::kPriority, PolicyKind::kWeighted, PolicyKind::kLeastLatency,
+                            PolicyKind::kLeastCost, PolicyKind::kCostQuality, PolicyKind::kAuto}) {
+      if (PolicyKindName(kind) == type) {
+        policy->kind = kind;
+        known = true;
+      }
+    }
+    if (!known) {
+      return Error(type_at, absl::StrCat(what, ": unknown policy type '", type,
+                                         "' (valid: priority, weighted, least-latency, "
+                                         "least-cost, cost-quality, auto)"));
+    }
+    if (in_class && policy->kind == PolicyKind::kAuto) {
+      return Error(type_at, absl::StrCat(what, ": an auto class cannot use policy 'auto'"));
+    }
+    if (policy->kind == PolicyKind::kWeighted && node.IsScalar()) {
+      return Error(node, absl::StrCat(what, ": policy 'weighted' needs 'weights'"));
+    }
+    if (policy->kind == PolicyKind::kCostQuality && node.IsScalar()) {
+      return Error(node, absl::StrCat(what, ": policy 'cost-quality' needs 'min_quality'"));
+    }
+    if (node.IsScalar()) return policy;
+
+    std::vector<absl::string_view> allowed = {"type", "cache", "cache_ttl_ms"};
+    if (in_class) allowed.push_back("deployments");
+    switch (policy->kind) {
+      case PolicyKind::kWeighted:
+        allowed.push_back("weights");
+        break;
+      case PolicyKind::kLeastLatency:
+        allowed.insert(allowed.end(), {"exploration", "metric"});
+        break;
+      case PolicyKind::kLeastCost:
+        allowed.push_back("default_output_tokens");
+        break;
+      case PolicyKind::kCostQuality:
+        allowed.insert(allowed.end(), {"min_quality", "strict", "default_output_tokens"});
+        break;
+      case PolicyKind::kAuto:
+        allowed.push_back("classes");
+        break;
+      case PolicyKind::kPriority:
+        break;
+    }
+    TOLLGATE_RETURN_IF_ERROR(CheckMapKeys(node, absl::StrCat(what, " (", type, ")"), allowed));
+
+    TOLLGATE_ASSIGN_OR_RETURN(policy->cache, OptionalBool(node, "cache", what));
+    TOLLGATE_ASSIGN_OR_RETURN(policy->cache_ttl_ms,
+                              OptionalIntInRange(node, "cache_ttl_ms", what, 0, 3600000));
+    if (policy->cache == std::optional<bool>(false) && policy->cache_ttl_ms.has_value()) {
+      return Error(node["cache_ttl_ms"],
+                   absl::StrCat(what, ": 'cache_ttl_ms' makes no sense with 'cache: false'"));
+    }
+    if (node["deployments"].IsDefined() && !node["deployments"].IsNull()) {
+      TOLLGATE_ASSIGN_OR_RETURN(policy->deployments,
+                                DeploymentList(node, "deployments", what, scope, scope_name));
+    }
+    TOLLGATE_ASSIGN_OR_RETURN(
+        std::optional<int64_t> output_tokens,
+        OptionalIntInRange(node, "default_output_tokens", what, 1, 100000000));
+    if (output_tokens.has_value()) policy->default_output_tokens = *output_tokens;
+
+    if (policy->kind == PolicyKind::kWeighted) {
+      const YAML::Node weights = node["weights"];
+      if (!weights.IsDefined() || weights.IsNull()) {
+        return Error(node, absl::StrCat(what, ": policy 'weighted' needs 'weights'"));
+      }
+      if (!weights.IsMap() || weights.size() == 0) {
+        return Error(weights, absl::StrCat(what,
+                                           ": 'weights' must be a non-empty mapping of "
+                                           "deployment id to weight"));
+      }
+      bool positive = false;
+      for (auto it = weights.begin(); it != weights.end(); ++it) {
+        const YAML::Node key = it->first;
+        if (!key.IsScalar()) return Error(key, absl::StrCat(what, ": weights: bad key"));
+        TOLLGATE_ASSIGN_OR_RETURN(
+            size_t index,
+            DeploymentIn(key.Scalar(), key, absl::StrCat(what, " weights"), scope, scope_name));
+        for (const auto& [existing, w] : policy->weights) {
+          if (existing == index) {
+            return Error(key, absl::StrCat(what, ": weights: duplicate key '", key.Scalar(), "'"));
+          }
+        }
+        int64_t weight = 0;
+        const YAML::Node value = it->second;
+        if (!value.IsScalar() || !absl::SimpleAtoi(value.Scalar(), &weight) || weight < 0 ||
+            weight > 1000000) {
+          return Error(value.IsDefined() ? value : key,
+                       absl::StrCat(what, ": weight of '", key.Scalar(),
+                                    "' must be an integer from 0 to 1000000"));
+        }
+        positive = positive || weight > 0;
+        policy->weights.emplace_back(index, weight);
+      }
+      if (!positive) {
+        return Error(weights, absl::StrCat(what, ": at least one weight must be positive"));
+      }
+    }
+    if (policy->kind == PolicyKind::kLeastLatency) {
+      TOLLGATE_ASSIGN_OR_RETURN(std::optional<std::string> exploration,
+                                OptionalScalar(node, "exploration", what));
+      if (exploration.has_value()) {
+        std::optional<int64_t> ppm = ParsePpm(*exploration);
+        if (!ppm.has_value()) {
+          return Error(node["exploration"],
+                       absl::StrCat(what,
+                                    ": 'exploration' must be a decimal from 0 to 1 with at "
+                                    "most 6 fractional digits, got '",
+                                    *exploration, "'"));
+        }
+        policy->exploration_ppm = *ppm;
+      }
+      TOLLGATE_ASSIGN_OR_RETURN(std::optional<std::string> metric,
+                                OptionalScalar(node, "metric", what));
+      if (metric.has_value()) {
+        if (*metric == "auto") {
+          policy->metric = LatencyMetric::kAuto;
+        } else if (*metric == "latency") {
+          policy->metric = LatencyMetric::kLatency;
+        } else if (*metric == "ttft") {
+          policy->metric = LatencyMetric::kTtft;
+        } else {
+          return Error(node["metric"], absl::StrCat(what, ": unknown metric '", *metric,
+                                                    "' (valid: auto, latency, ttft)"));
+        }
+      }
+    }
+    if (policy->kind == PolicyKind::kCostQuality) {
+      TOLLGATE_ASSIGN_OR_RETURN(std::optional<int64_t> min_quality,
+                                OptionalIntInRange(node, "min_quality", what, 0, 100));
+      if (!min_quality.has_value()) {
+        return Error(node, absl::StrCat(what, ": policy 'cost-quality' needs 'min_quality'"));
+      }
+      policy->min_quality = static_cast<int32_t>(*min_quality);
+      TOLLGATE_ASSIGN_OR_RETURN(std::optional<bool> strict, OptionalBool(node, "strict", what));
+      policy->strict = strict.value_or(false);
+    }
+    if (policy->kind == PolicyKind::kAuto) {
+      const YAML::Node classes = node["classes"];
+      if (classes.IsDefined() && !classes.IsNull()) {
+        if (!classes.IsMap()) {
+          return Error(classes, absl::StrCat(what,
+                                             ": 'classes' must be a mapping of class to "
+                                             "policy"));
+        }
+        std::shared_ptr<ParsedPolicy> fallback;
+        absl::flat_hash_set<std::string> seen;
+        for (auto it = classes.begin(); it != classes.end(); ++it) {
+          const YAML::Node key = it->first;
+          if (!key.IsScalar()) return Error(key, absl::StrCat(what, ": classes: bad key"));
+          const std::string& name = key.Scalar();
+          std::optional<RequestClass> c = ParseRequestClass(name);
+          if (!c.has_value() && name != "default") {
+            return Error(key, absl::StrCat(what, ": unknown class '", name,
+                                           "' (valid: ", ClassNames(), ", default)"));
+          }
+          if (!seen.insert(name).second) {
+            return Error(key, absl::StrCat(what, ": classes: duplicate key '", name, "'"));
+          }
+          TOLLGATE_ASSIGN_OR_RETURN(
+              std::shared_ptr<ParsedPolicy> class_policy,
+              ParsePolicy(it->second, absl::StrCat(what, " class '", name, "'"), scope, scope_name,
+                          /*in_class=*/true));
+          if (c.has_value()) {
+            policy->classes[static_cast<size_t>(*c)] = std::move(class_policy);
+          } else {
+            fallback = std::move(class_policy);
+          }
+        }
+        for (auto& class_policy : policy->classes) {
+          if (class_policy == nullptr) class_policy = fallback;
+        }
+      }
+    }
+    return policy;
+  }
+
+  // Like CheckMap, with the allowed keys in a vector.
+  absl::Status CheckMapKeys(const YAML::Node& node, absl::string_view what,
+                            const std::vector<absl::string_view>& allowed) const {
+    if (!node.IsMap()) return Error(node, absl::StrCat(what, " must be a mapping"));
+    absl::flat_hash_set<std::string> seen;
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      const YAML::Node key = it->first;
+      if (!key.IsScalar()) return Error(key, absl::StrCat(what, ": keys must be plain strings"));
+      const std::string& name = key.Scalar();
+      if (std::find(allowed.begin(), allowed.end(), absl::string_view(name)) == allowed.end()) {
+        return Error(key, absl::StrCat(what, ": unknown key '", name,
+                                       "' (valid keys: ", absl::StrJoin(allowed, ", "), ")"));
+      }
+      if (!seen.insert(name).second) {
+        return Error(key, absl::StrCat(what, ": duplicate key '", name, "'"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<AttributionMatch> ParseWhen(const YAML::Node& node,
+                                             const std::string& what) const {
+    TOLLGATE_RETURN_IF_ERROR(
+        CheckMap(node, what, {"team", "feature", "customer", "environment", "api_key_id", "tags"}));
+    if (node.size() == 0) {
+      return Error(node, absl::StrCat(what, " must name at least one condition"));
+    }
+    AttributionMatch match;
+    const std::pair<const char*, std::vector<std::string>*> fields[] = {
+        {"team", &match.team},
+        {"feature", &match.feature},
+        {"customer", &match.customer},
+        {"environment", &match.environment},
+        {"api_key_id", &match.api_key_id}};
+    for (const auto& [key, out] : fields) {
+      const YAML::Node value = node[key];
+      if (!value.IsDefined() || value.IsNull()) continue;
+      TOLLGATE_ASSIGN_OR_RETURN(*out, ScalarOrList(value, absl::StrCat(what, " ", key)));
+    }
+    const YAML::Node tags = node["tags"];
+    if (tags.IsDefined() && !tags.IsNull()) {
+      if (!tags.IsMap() || tags.size() == 0) {
+        return Error(tags, absl::StrCat(what, " tags must be a non-empty mapping"));
+      }
+      for (auto it = tags.begin(); it != tags.end(); ++it) {
+        if (!it->first.IsScalar()) return Error(it->first, absl::StrCat(what, " tags: bad key"));
+        const std::string tag = it->first.Scalar();
+        for (const auto& [existing, values] : match.tags) {
+          if (existing == tag) {
+            return Error(it->first, absl::StrCat(what, " tags: duplicate key '", tag, "'"));
+          }
+        }
+        TOLLGATE_ASSIGN_OR_RETURN(std::vector<std::string> values,
+                                  ScalarOrList(it->second, absl::StrCat(what, " tag '", tag, "'")));
+        match.tags.emplace_back(tag, std::move(values));
+      }
+    }
+    return match;
+  }
+
+  // One entry of a `rules` list. `scope`: the deployments it may name (nullptr: any).
+  absl::StatusOr<ParsedRule> ParseRule(const YAML::Node& node, const std::string& where,
+                                       DeploymentScope scope, absl::string_view scope_name,
+                                       absl::flat_hash_set<std::string>& names) const {
+    TOLLGATE_RETURN_IF_ERROR(
+        CheckMap(node, where, {"name", "when", "regions", "deployments", "policy"}));
+    ParsedRule parsed;
+    TOLLGATE_ASSIGN_OR_RETURN(parsed.rule.name, Name(node, "name", where));
+    const std::string what = absl::StrCat("rule '", parsed.rule.name, "'");
+    if (!names.insert(parsed.rule.name).second) {
+      return Error(node["name"], absl::StrCat("duplicate rule name '", parsed.rule.name, "'"));
+    }
+    const YAML::Node when = node["when"];
+    if (!when.IsDefined() || when.IsNull()) {
+      return Error(node, absl::StrCat(what, ": 'when' is required"));
+    }
+    TOLLGATE_ASSIGN_OR_RETURN(parsed.rule.when, ParseWhen(when, absl::StrCat(what, " when")));
+    bool acts = false;
+    if (node["regions"].IsDefined() && !node["regions"].IsNull()) {
+      TOLLGATE_ASSIGN_OR_RETURN(parsed.rule.regions, Regions(node, "regions", what));
+      acts = true;
+    }
+    if (node["deployments"].IsDefined() && !node["deployments"].IsNull()) {
+      TOLLGATE_ASSIGN_OR_RETURN(parsed.deployments,
+                                DeploymentList(node, "deployments", what, scope, scope_name));
+      acts = true;
+    }
+    if (node["policy"].IsDefined() && !node["policy"].IsNull()) {
+      TOLLGATE_ASSIGN_OR_RETURN(parsed.policy,
+                                ParsePolicy(node["policy"], absl::StrCat(what, " policy"), scope,
+                                            scope_name, /*in_class=*/false));
+      acts = true;
+    }
+    if (!acts) {
+      return Error(node, absl::StrCat(what,
+                                      ": needs at least one of 'regions', 'deployments', "
+                                      "'policy'"));
+    }
+    return parsed;
+  }
+
+  absl::StatusOr<std::vector<ParsedRule>> ParseRules(const YAML::Node& list,
+                                                     const std::string& what, DeploymentScope scope,
+                                                     absl::string_view scope_name) const {
+    std::vector<ParsedRule> rules;
+    if (!list.IsSequence()) return Error(list, absl::StrCat(what, " must be a list"));
+    absl::flat_hash_set<std::string> names;
+    for (size_t i = 0; i < list.size(); ++i) {
+      TOLLGATE_ASSIGN_OR_RETURN(ParsedRule rule, ParseRule(list[i], absl::StrCat(what, "[", i, "]"),
+                                                           scope, scope_name, names));
+      rules.push_back(std::move(rule));
+    }
+    return rules;
+  }
+
+  absl::Status ParseTeam(const YAML::Node& node, size_t index) {
+    const std::string where = absl::StrCat("teams[", index, "]");
+    TOLLGATE_RETURN_IF_ERROR(CheckMap(node, where, {"name", "allowed_regions", "allowed_models"}));
+    ParsedTeam parsed;
+    TOLLGATE_ASSIGN_OR_RETURN(parsed.team.name, Name(node, "name", where));
+    const std::string what = absl::StrCat("team '", parsed.team.name, "'");
+    for (const ParsedTeam& existing : teams_) {
+      if (existing.team.name == parsed.team.name) {
+        return Error(node["name"], absl::StrCat("duplicate team name '", parsed.team.name, "'"));
+      }
+    }
+    bool restricts = false;
+    if (node["allowed_regions"].IsDefined() && !node["allowed_regions"].IsNull()) {
+      TOLLGATE_ASSIGN_OR_RETURN(parsed.team.allowed_regions,
+                                Regions(node, "allowed_regions", what));
+      restricts = true;
+    }
+    if (node["allowed_models"].IsDefined() && !node["allowed_models"].IsNull()) {
+      TOLLGATE_ASSIGN_OR_RETURN(auto list, ScalarList(node, "allowed_models", what));
+      if (list.empty()) {
+        return Error(node["allowed_models"],
+                     absl::StrCat(what, ": 'allowed_models' must be a non-empty list"));
+      }
+      std::vector<std::string> models;
+      for (const auto& [name, at] : list) {
+        auto it = model_names_.find(name);
+        if (it == model_names_.end()) {
+          return Error(at, absl::StrCat(what, " references unknown model '", name, "'"));
+        }
+        if (!Contains(models, it->second)) models.push_back(it->second);
+      }
+      parsed.models = std::move(models);
+      restricts = true;
+    }
+    if (!restricts) {
+      return Error(node, absl::StrCat(what, ": needs 'allowed_regions' and/or 'allowed_models'"));
+    }
+    teams_.push_back(std::move(parsed));
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseClassifier(const YAML::Node& node) {
+    const std::string what = "classifier";
+    TOLLGATE_RETURN_IF_ERROR(CheckMap(
+        node, what, {"long_input_tokens", "simple_max_input_tokens", "simple_max_output_tokens"}));
+    TOLLGATE_ASSIGN_OR_RETURN(
+        classifier_.long_input_tokens,
+        PositiveInt(node, "long_input_tokens", what, classifier_.long_input_tokens));
+    TOLLGATE_ASSIGN_OR_RETURN(
+        classifier_.simple_max_input_tokens,
+        PositiveInt(node, "simple_max_input_tokens", what, classifier_.simple_max_input_tokens));
+    TOLLGATE_ASSIGN_OR_RETURN(
+        classifier_.simple_max_output_tokens,
+        PositiveInt(node, "simple_max_output_tokens", what, classifier_.simple_max_output_tokens));
+    if (classifier_.simple_max_input_tokens >= classifier_.long_input_tokens) {
+      return Error(
+          node,
+          absl::StrCat(what, ": simple_max_input_tokens (", classifier_.simple_max_input_tokens,
+                       ") must be below long_input_tokens (", classifier_.long_input_tokens, ")"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseRouting(const YAML::Node& node) {
+    TOLLGATE_RETURN_IF_ERROR(CheckMap(node, "routing", {"cache_ttl_ms"}));
+    TOLLGATE_ASSIGN_OR_RETURN(std::optional<int64_t> ttl,
+                              OptionalIntInRange(node, "cache_ttl_ms", "routing", 0, 3600000));
+    if (ttl.has_value()) default_cache_ttl_ms_ = *ttl;
+    return absl::OkStatus();
+  }
+
   absl::Status ParseModel(const YAML::Node& node, size_t index) {
     const std::string where = absl::StrCat("models[", index, "]");
-    TOLLGATE_RETURN_IF_ERROR(CheckMap(node, where, {"name", "aliases", "owned_by", "deployments"}));
+    TOLLGATE_RETURN_IF_ERROR(
+        CheckMap(node, where, {"name", "aliases", "owned_by", "deployments", "policy", "rules"}));
     ParsedModel parsed;
     CatalogModel& m = parsed.model;
     TOLLGATE_ASSIGN_OR_RETURN(m.name, Name(node, "name", where));
@@ -480,6 +1107,19 @@ class CatalogParser {
       }
       parsed.deployments.push_back(it->second);
     }
+    const std::string scope_name = absl::StrCat("model '", m.name, "'");
+    if (node["policy"].IsDefined() && !node["policy"].IsNull()) {
+      TOLLGATE_ASSIGN_OR_RETURN(parsed.policy,
+                                ParsePolicy(node["policy"], absl::StrCat(what, " policy"),
+                                            &parsed.deployments, scope_name, /*in_class=*/false));
+    } else {
+      parsed.policy = std::make_shared<ParsedPolicy>();
+    }
+    if (node["rules"].IsDefined() && !node["rules"].IsNull()) {
+      TOLLGATE_ASSIGN_OR_RETURN(
+          parsed.rules,
+          ParseRules(node["rules"], absl::StrCat(what, " rules"), &parsed.deployments, scope_name));
+    }
     models_.push_back(std::move(parsed));
     return absl::OkStatus();
   }
@@ -495,7 +1135,9 @@ class CatalogParser {
     if (!root.IsDefined() || root.IsNull()) {
       return absl::InvalidArgumentError(absl::StrCat(source_, ":1: catalog is empty"));
     }
-    TOLLGATE_RETURN_IF_ERROR(CheckMap(root, "catalog", {"providers", "deployments", "models"}));
+    TOLLGATE_RETURN_IF_ERROR(CheckMap(
+        root, "catalog",
+        {"providers", "deployments", "models", "rules", "teams", "classifier", "routing"}));
     TOLLGATE_ASSIGN_OR_RETURN(const YAML::Node providers, Section(root, "providers"));
     TOLLGATE_ASSIGN_OR_RETURN(const YAML::Node deployments, Section(root, "deployments"));
     TOLLGATE_ASSIGN_OR_RETURN(const YAML::Node models, Section(root, "models"));
@@ -507,6 +1149,21 @@ class CatalogParser {
     }
     for (size_t i = 0; i < models.size(); ++i) {
       TOLLGATE_RETURN_IF_ERROR(ParseModel(models[i], i));
+    }
+    if (const YAML::Node rules = root["rules"]; rules.IsDefined() && !rules.IsNull()) {
+      TOLLGATE_ASSIGN_OR_RETURN(rules_, ParseRules(rules, "rules", nullptr, ""));
+    }
+    if (const YAML::Node teams = root["teams"]; teams.IsDefined() && !teams.IsNull()) {
+      if (!teams.IsSequence()) return Error(teams, "catalog: 'teams' must be a list");
+      for (size_t i = 0; i < teams.size(); ++i) {
+        TOLLGATE_RETURN_IF_ERROR(ParseTeam(teams[i], i));
+      }
+    }
+    if (const YAML::Node node = root["classifier"]; node.IsDefined() && !node.IsNull()) {
+      TOLLGATE_RETURN_IF_ERROR(ParseClassifier(node));
+    }
+    if (const YAML::Node node = root["routing"]; node.IsDefined() && !node.IsNull()) {
+      TOLLGATE_RETURN_IF_ERROR(ParseRouting(node));
     }
     return Build();
   }
@@ -536,6 +1193,24 @@ class CatalogParser {
       catalog->deployment_by_id_[deployments_[i].deployment.id()] = catalog->deployments_.size();
       catalog->deployments_.push_back(deployments_[i].deployment);
     }
+    catalog->classifier_ = classifier_;
+    catalog->default_cache_ttl_ms_ = default_cache_ttl_ms_;
+    catalog->quality_.reserve(catalog->deployments_.size());
+    for (const v1::Deployment& d : catalog->deployments_) {
+      std::array<int32_t, kRequestClassCount> quality;
+      auto fallback = d.quality().find("default");
+      quality.fill(fallback == d.quality().end() ? -1 : fallback->second);
+      for (RequestClass c : AllRequestClasses()) {
+        auto it = d.quality().find(std::string(RequestClassName(c)));
+        if (it != d.quality().end()) quality[static_cast<size_t>(c)] = it->second;
+      }
+      catalog->quality_.push_back(quality);
+    }
+    const Resolver resolver{kept, catalog->deployments_.size()};
+
+    for (ParsedRule& rule : rules_) {
+      catalog->rules_.push_back(ResolveRule(rule, resolver, default_cache_ttl_ms_));
+    }
     for (ParsedModel& parsed : models_) {
       CatalogModel model = std::move(parsed.model);
       for (size_t d : parsed.deployments) {
@@ -546,6 +1221,11 @@ class CatalogParser {
             absl::StrCat("model '", model.name, "' dropped: none of its deployments is enabled"));
         continue;
       }
+      model.policy = ResolvePolicy(*parsed.policy, resolver, default_cache_ttl_ms_);
+      for (ParsedRule& rule : parsed.rules) {
+        model.rules.push_back(ResolveRule(rule, resolver, default_cache_ttl_ms_));
+      }
+      model.scope_fields = ScopeFields(catalog->rules_, model.rules);
       model.index = catalog->models_.size();
       catalog->model_by_name_[model.name] = model.index;
       for (const std::string& alias : model.aliases) catalog->model_by_name_[alias] = model.index;
@@ -556,7 +1236,100 @@ class CatalogParser {
           absl::StrCat(source_, ": no model is left with an enabled deployment (",
                        absl::StrJoin(catalog->notes_, "; "), ")"));
     }
+    for (ParsedTeam& parsed : teams_) {
+      TeamSettings team = std::move(parsed.team);
+      if (parsed.models.has_value()) {
+        // A dropped model stays forbidden; an empty vector would mean "any model".
+        team.allowed_models.assign(catalog->models_.size(), false);
+        for (const std::string& name : *parsed.models) {
+          auto it = catalog->model_by_name_.find(name);
+          if (it != catalog->model_by_name_.end()) team.allowed_models[it->second] = true;
+        }
+      }
+      catalog->team_by_name_[team.name] = catalog->teams_.size();
+      catalog->teams_.push_back(std::move(team));
+    }
     return std::shared_ptr<const Catalog>(std::move(catalog));
+  }
+
+  // Maps parsed deployment indexes to catalog indexes (disabled deployments have none).
+  struct Resolver {
+    const std::vector<std::optional<size_t>>& kept;
+    size_t count;  // catalog deployments
+
+    std::vector<bool> Allowed(const std::vector<size_t>& parsed) const {
+      std::vector<bool> allowed(count, false);
+      for (size_t d : parsed) {
+        if (kept[d].has_value()) allowed[*kept[d]] = true;
+      }
+      return allowed;
+    }
+  };
+
+  static std::shared_ptr<const PolicySpec> ResolvePolicy(const ParsedPolicy& parsed,
+                                                         const Resolver& resolver,
+                                                         int64_t inherited_ttl_ms) {
+    auto spec = std::make_shared<PolicySpec>();
+    spec->kind = parsed.kind;
+    spec->metric = parsed.metric;
+    spec->exploration_ppm = parsed.exploration_ppm;
+    spec->default_output_tokens = parsed.default_output_tokens;
+    spec->min_quality = parsed.min_quality;
+    spec->strict = parsed.strict;
+    if (parsed.cache == std::optional<bool>(false)) {
+      spec->cache_ttl_ms = 0;
+    } else {
+      spec->cache_ttl_ms = parsed.cache_ttl_ms.value_or(inherited_ttl_ms);
+    }
+    if (parsed.kind == PolicyKind::kWeighted) {
+      spec->weights.assign(resolver.count, 0);
+      for (const auto& [d, weight] : parsed.weights) {
+        if (resolver.kept[d].has_value()) spec->weights[*resolver.kept[d]] = weight;
+      }
+    }
+    if (parsed.deployments.has_value()) spec->allowed = resolver.Allowed(*parsed.deployments);
+    if (parsed.kind == PolicyKind::kAuto) {
+      for (size_t c = 0; c < kRequestClassCount; ++c) {
+        if (parsed.classes[c] != nullptr) {
+          spec->classes[c] = ResolvePolicy(*parsed.classes[c], resolver, spec->cache_ttl_ms);
+        } else {
+          auto priority = std::make_shared<PolicySpec>();
+          priority->cache_ttl_ms = spec->cache_ttl_ms;
+          spec->classes[c] = std::move(priority);
+        }
+      }
+    }
+    return spec;
+  }
+
+  static RoutingRule ResolveRule(const ParsedRule& parsed, const Resolver& resolver,
+                                 int64_t inherited_ttl_ms) {
+    RoutingRule rule = parsed.rule;
+    if (parsed.deployments.has_value()) rule.allowed = resolver.Allowed(*parsed.deployments);
+    if (parsed.policy != nullptr) {
+      rule.policy = ResolvePolicy(*parsed.policy, resolver, inherited_ttl_ms);
+    }
+    return rule;
+  }
+
+  static std::vector<std::string> ScopeFields(const std::vector<RoutingRule>& global,
+                                              const std::vector<RoutingRule>& own) {
+    std::vector<std::string> fields;
+    auto add = [&](const std::string& field) {
+      if (!Contains(fields, field)) fields.push_back(field);
+    };
+    for (const auto* rules : {&global, &own}) {
+      for (const RoutingRule& rule : *rules) {
+        const AttributionMatch& w = rule.when;
+        if (!w.feature.empty()) add("feature");
+        if (!w.customer.empty()) add("customer");
+        if (!w.environment.empty()) add("environment");
+        if (!w.api_key_id.empty()) add("api_key_id");
+        for (const auto& [tag, values] : w.tags) add(absl::StrCat("tag:", tag));
+      }
+    }
+    std::sort(fields.begin(), fields.end());
+    return fields;
   }
 
   const std::string source_;
@@ -568,6 +1341,11 @@ class CatalogParser {
   absl::flat_hash_map<std::string, size_t> deployment_by_id_;
   std::vector<ParsedModel> models_;
   absl::flat_hash_map<std::string, std::string> model_names_;  // name or alias -> model name
+  absl::flat_hash_set<std::string> regions_;                   // of every deployment
+  std::vector<ParsedRule> rules_;                              // global
+  std::vector<ParsedTeam> teams_;
+  ClassifierConfig classifier_;
+  int64_t default_cache_ttl_ms_ = kDefaultCacheTtlMs;
 };
 
 absl::StatusOr<std::shared_ptr<const Catalog>> LoadCatalogFromString(

@@ -16,9 +16,19 @@
 // models left without deployments are dropped. Each skip is recorded in notes() for the caller to
 // log. The file must still be valid as a whole, skipped entries included.
 //
+// Routing (reference: the `policy`, `rules`, `teams`, `classifier` and `routing` sections of
+// catalog.example.yaml): each model has a PolicySpec (priority by default) and optional
+// conditional rules; top-level rules apply to every model; teams restrict regions and models.
+// Every deployment id, region, class and model named there is checked at load.
+//
+// Deployment-indexed vectors below (PolicySpec::weights, PolicySpec::allowed,
+// RoutingRule::allowed) are indexed by a deployment's position in Catalog::deployments()
+// (Catalog::IndexOf); they are empty when they do not restrict anything.
+//
 // Thread-safety: a Catalog is immutable once loaded; share it freely across threads through
 // std::shared_ptr<const Catalog>. The loader functions are thread-safe.
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,6 +39,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "services/router/request_classifier.h"
 #include "tollgate/v1/router.pb.h"
 
 namespace tollgate::router {
@@ -48,13 +59,83 @@ struct CatalogProvider {
   std::string enabled_if_env;  // may be empty (always enabled)
 };
 
+enum class PolicyKind : uint8_t {
+  kPriority,      // the model's deployments in catalog order
+  kWeighted,      // weighted random first choice
+  kLeastLatency,  // lowest EWMA latency (or time to first token), with exploration
+  kLeastCost,     // cheapest estimated input + output at the deployment's prices
+  kCostQuality,   // cheapest whose quality for the request's class meets a threshold
+  kAuto,          // classify the request, then route by the class's own policy
+};
+// "priority", "weighted", "least-latency", "least-cost", "cost-quality", "auto".
+absl::string_view PolicyKindName(PolicyKind kind);
+
+// Which EWMA least-latency compares: kAuto = time to first token for streaming requests,
+// total latency otherwise.
+enum class LatencyMetric : uint8_t { kAuto, kLatency, kTtft };
+
+struct PolicySpec {
+  PolicyKind kind = PolicyKind::kPriority;
+  // kWeighted: weight per catalog deployment index; 0 = fallback only.
+  std::vector<int64_t> weights;
+  // kLeastLatency.
+  LatencyMetric metric = LatencyMetric::kAuto;
+  int64_t exploration_ppm = 50000;  // share of first choices drawn among the non-best, 1e-6
+  // kLeastCost, kCostQuality: output tokens assumed when the request gives no max_output_tokens.
+  int64_t default_output_tokens = 1024;
+  // kCostQuality.
+  int32_t min_quality = 0;
+  bool strict = false;  // true: drop deployments below min_quality; false: keep them as fallbacks
+  // Policies of `auto` classes: only these deployments (by catalog index); empty = all.
+  std::vector<bool> allowed;
+  // Decision caching by gateways: cache_ttl_ms is resolved (catalog default when not given) and
+  // is 0 when `cache: false`.
+  int64_t cache_ttl_ms = 0;
+  // kAuto: the policy of each class (indexed by RequestClass), never null and never kAuto.
+  std::array<std::shared_ptr<const PolicySpec>, kRequestClassCount> classes;
+};
+
+// Conditions on a request's attribution. Every non-empty list must contain the request's value
+// (OR within a list, AND across lists); a tag condition needs the tag with one of the values.
+struct AttributionMatch {
+  std::vector<std::string> team;
+  std::vector<std::string> feature;
+  std::vector<std::string> customer;
+  std::vector<std::string> environment;
+  std::vector<std::string> api_key_id;
+  std::vector<std::pair<std::string, std::vector<std::string>>> tags;
+
+  bool Matches(const v1::Attribution& attribution) const;
+};
+
+// A conditional rule: when `when` matches, restrict the deployments and/or pick a policy.
+struct RoutingRule {
+  std::string name;
+  AttributionMatch when;
+  std::vector<std::string> regions;          // only deployments in these regions; empty = any
+  std::vector<bool> allowed;                 // only these deployments; empty = any
+  std::shared_ptr<const PolicySpec> policy;  // null = keep the model's policy
+};
+
+// Data residency and model access of one team (attribution.team).
+struct TeamSettings {
+  std::string name;
+  std::vector<std::string> allowed_regions;  // empty = any region
+  std::vector<bool> allowed_models;          // by Catalog::models() index; empty = any model
+};
+
 struct CatalogModel {
   std::string name;  // canonical name clients may ask for
   std::vector<std::string> aliases;
   std::string owned_by;
   // Priority (= fallback) order; never empty. Points into the owning Catalog's deployments().
   std::vector<const v1::Deployment*> deployments;
-  size_t index = 0;  // position in Catalog::models()
+  size_t index = 0;                          // position in Catalog::models()
+  std::shared_ptr<const PolicySpec> policy;  // never null
+  std::vector<RoutingRule> rules;            // evaluated after the catalog's global rules
+  // Attribution fields other than team that any applicable rule looks at, sorted: "feature",
+  // "customer", "environment", "api_key_id", "tag:<name>". They belong to the cache scope.
+  std::vector<std::string> scope_fields;
 };
 
 class Catalog {
@@ -66,6 +147,21 @@ class Catalog {
   const CatalogModel* FindModel(absl::string_view name_or_alias) const;
   // The enabled deployment with this id, or nullptr.
   const v1::Deployment* FindDeployment(absl::string_view id) const;
+  // Position of `deployment` (which must point into deployments()) in deployments().
+  size_t IndexOf(const v1::Deployment* deployment) const {
+    return static_cast<size_t>(deployment - deployments_.data());
+  }
+  // Quality score 0..100 of deployments()[index] for `c`; -1 when not rated.
+  int32_t Quality(size_t index, RequestClass c) const {
+    return quality_[index][static_cast<size_t>(c)];
+  }
+  // Settings of `team`, or nullptr when the catalog has none for it.
+  const TeamSettings* FindTeam(absl::string_view team) const;
+  // Rules that apply to every model, in file order.
+  const std::vector<RoutingRule>& rules() const { return rules_; }
+  const ClassifierConfig& classifier() const { return classifier_; }
+  // `routing.cache_ttl_ms`: how long gateways may reuse a decision unless a policy says otherwise.
+  int64_t default_cache_ttl_ms() const { return default_cache_ttl_ms_; }
 
   // Enabled entries only, in file order. Each deployment carries its provider's dialect,
   // api_key_env and (unless overridden) base_url, and its prices with price_card_version set.
@@ -91,6 +187,12 @@ class Catalog {
   std::vector<CatalogModel> models_;
   absl::flat_hash_map<std::string, size_t> model_by_name_;  // names and aliases -> models_ index
   absl::flat_hash_map<std::string, size_t> deployment_by_id_;
+  std::vector<std::array<int32_t, kRequestClassCount>> quality_;  // by deployment index
+  std::vector<RoutingRule> rules_;
+  std::vector<TeamSettings> teams_;
+  absl::flat_hash_map<std::string, size_t> team_by_name_;
+  ClassifierConfig classifier_;
+  int64_t default_cache_ttl_ms_ = 0;
   std::string version_;
   std::string source_;
   int64_t loaded_at_unix_ = 0;

@@ -347,7 +347,7 @@ std::vector<BadCase> BadCases() {
       {"SyntaxError", "providers: [a, b\n", "catalog.yaml:2:"},
       {"UnknownTopLevelKey", m + "modles: []\n",
        "catalog.yaml:13: catalog: unknown key 'modles' (valid keys: providers, deployments, "
-       "models)"},
+       "models, rules, teams, classifier, routing)"},
       {"DuplicateTopLevelKey", m + "models: []\n",
        "catalog.yaml:13: catalog: duplicate key 'models'"},
       {"MissingProviders",
@@ -491,6 +491,313 @@ INSTANTIATE_TEST_SUITE_P(Catalog, CatalogErrorTest, testing::ValuesIn(BadCases()
                          [](const testing::TestParamInfo<BadCase>& info) {
                            return info.param.name;
                          });
+
+constexpr char kRouting[] = R"yaml(
+providers:
+  - name: p
+    dialect: openai
+    base_url: http://h/v1
+  - name: off
+    dialect: openai
+    base_url: http://off/v1
+    enabled_if_env: NOT_SET_ANYWHERE
+deployments:
+  - id: a
+    provider: p
+    upstream_model: m
+    region: us
+    prices: {input: "1", output: "2"}
+    limits: {rpm: 500, tpm: 200000}
+    quality: {default: 70, code: 90}
+  - id: b
+    provider: p
+    upstream_model: m
+    region: eu
+    prices: {input: "2", output: "4"}
+  - id: c
+    provider: off
+    upstream_model: m
+    region: eu
+    prices: {input: "1", output: "1"}
+models:
+  - name: w
+    deployments: [a, b, c]
+    policy: {type: weighted, weights: {a: 3, b: 0, c: 5}, cache_ttl_ms: 100}
+  - name: smart
+    deployments: [a, b]
+    policy:
+      type: auto
+      cache: false
+      classes:
+        code: {type: cost-quality, min_quality: 80, strict: true}
+        long: {type: priority, deployments: [b], cache: true}
+        default: {type: least-latency, exploration: "0.25", metric: ttft}
+    rules:
+      - name: gold
+        when: {customer: [acme, globex], tags: {tier: gold}}
+        deployments: [a]
+        policy: least-cost
+  - name: plain
+    deployments: [b]
+rules:
+  - name: eu-only
+    when: {team: research, environment: prod}
+    regions: [eu]
+teams:
+  - name: research
+    allowed_regions: [eu]
+    allowed_models: [smart, w]
+  - name: ops
+    allowed_models: [plain]
+classifier:
+  long_input_tokens: 50000
+  simple_max_input_tokens: 500
+routing:
+  cache_ttl_ms: 900
+)yaml";
+
+TEST(CatalogTest, LoadsRoutingSections) {
+  auto catalog = MustLoad(kRouting);
+  ASSERT_NE(catalog, nullptr);
+  const v1::Deployment* a = catalog->FindDeployment("a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->limits().rpm(), 500);
+  EXPECT_EQ(a->limits().tpm(), 200000);
+  EXPECT_EQ(a->quality().at("code"), 90);
+  const size_t ia = catalog->IndexOf(a);
+  EXPECT_EQ(catalog->Quality(ia, RequestClass::kCode), 90);
+  EXPECT_EQ(catalog->Quality(ia, RequestClass::kSimple), 70);  // default
+  const size_t ib = catalog->IndexOf(catalog->FindDeployment("b"));
+  EXPECT_EQ(catalog->Quality(ib, RequestClass::kCode), -1);  // not rated
+  EXPECT_EQ(catalog->FindDeployment("b")->limits().rpm(), 0);
+
+  const CatalogModel* w = catalog->FindModel("w");
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->policy->kind, PolicyKind::kWeighted);
+  ASSERT_EQ(w->policy->weights.size(), 2u);  // c is disabled
+  EXPECT_EQ(w->policy->weights[ia], 3);
+  EXPECT_EQ(w->policy->weights[ib], 0);
+  EXPECT_EQ(w->policy->cache_ttl_ms, 100);
+
+  const CatalogModel* smart = catalog->FindModel("smart");
+  ASSERT_NE(smart, nullptr);
+  EXPECT_EQ(smart->policy->kind, PolicyKind::kAuto);
+  EXPECT_EQ(smart->policy->cache_ttl_ms, 0);
+  const PolicySpec& code = *smart->policy->classes[static_cast<size_t>(RequestClass::kCode)];
+  EXPECT_EQ(code.kind, PolicyKind::kCostQuality);
+  EXPECT_EQ(code.min_quality, 80);
+  EXPECT_TRUE(code.strict);
+  EXPECT_EQ(code.cache_ttl_ms, 0);  // inherits cache: false
+  const PolicySpec& long_policy = *smart->policy->classes[static_cast<size_t>(RequestClass::kLong)];
+  EXPECT_EQ(long_policy.kind, PolicyKind::kPriority);
+  EXPECT_EQ(long_policy.cache_ttl_ms, 0);  // cache: true, but nothing to inherit a TTL from
+  EXPECT_EQ(long_policy.allowed, (std::vector<bool>{false, true}));
+  const PolicySpec& general = *smart->policy->classes[static_cast<size_t>(RequestClass::kGeneral)];
+  EXPECT_EQ(general.kind, PolicyKind::kLeastLatency);  // from default
+  EXPECT_EQ(general.exploration_ppm, 250000);
+  EXPECT_EQ(general.metric, LatencyMetric::kTtft);
+  ASSERT_EQ(smart->rules.size(), 1u);
+  EXPECT_EQ(smart->rules[0].name, "gold");
+  EXPECT_THAT(smart->rules[0].when.customer, ElementsAre("acme", "globex"));
+  EXPECT_EQ(smart->rules[0].allowed, (std::vector<bool>{true, false}));
+  EXPECT_EQ(smart->rules[0].policy->kind, PolicyKind::kLeastCost);
+  EXPECT_EQ(smart->rules[0].policy->cache_ttl_ms, 900);
+  EXPECT_THAT(smart->scope_fields, ElementsAre("customer", "environment", "tag:tier"));
+  EXPECT_THAT(catalog->FindModel("plain")->scope_fields, ElementsAre("environment"));
+  EXPECT_EQ(catalog->FindModel("plain")->policy->kind, PolicyKind::kPriority);
+  EXPECT_EQ(catalog->FindModel("plain")->policy->cache_ttl_ms, 900);
+
+  ASSERT_EQ(catalog->rules().size(), 1u);
+  EXPECT_THAT(catalog->rules()[0].regions, ElementsAre("eu"));
+  v1::Attribution attribution;
+  attribution.set_team("research");
+  EXPECT_FALSE(catalog->rules()[0].when.Matches(attribution));
+  attribution.set_environment("prod");
+  EXPECT_TRUE(catalog->rules()[0].when.Matches(attribution));
+  v1::Attribution gold;
+  gold.set_customer("globex");
+  EXPECT_FALSE(smart->rules[0].when.Matches(gold));
+  (*gold.mutable_tags())["tier"] = "gold";
+  EXPECT_TRUE(smart->rules[0].when.Matches(gold));
+
+  const TeamSettings* research = catalog->FindTeam("research");
+  ASSERT_NE(research, nullptr);
+  EXPECT_THAT(research->allowed_regions, ElementsAre("eu"));
+  EXPECT_EQ(research->allowed_models, (std::vector<bool>{true, true, false}));
+  EXPECT_TRUE(catalog->FindTeam("ops")->allowed_regions.empty());
+  EXPECT_EQ(catalog->FindTeam("nobody"), nullptr);
+  EXPECT_EQ(catalog->classifier().long_input_tokens, 50000);
+  EXPECT_EQ(catalog->classifier().simple_max_input_tokens, 500);
+  EXPECT_EQ(catalog->classifier().simple_max_output_tokens, 1024);
+  EXPECT_EQ(catalog->default_cache_ttl_ms(), 900);
+}
+
+TEST(CatalogTest, RoutingDefaults) {
+  auto catalog = MustLoad(kValid);
+  ASSERT_NE(catalog, nullptr);
+  EXPECT_EQ(catalog->default_cache_ttl_ms(), 500);
+  EXPECT_EQ(catalog->classifier().long_input_tokens, 32000);
+  EXPECT_TRUE(catalog->rules().empty());
+  for (const CatalogModel& m : catalog->models()) {
+    EXPECT_EQ(m.policy->kind, PolicyKind::kPriority);
+    EXPECT_EQ(m.policy->cache_ttl_ms, 500);
+    EXPECT_TRUE(m.scope_fields.empty());
+  }
+}
+
+class RoutingErrorTest : public testing::TestWithParam<BadCase> {};
+
+TEST_P(RoutingErrorTest, RejectsWithPreciseError) {
+  auto catalog = LoadCatalogFromString(GetParam().yaml, "catalog.yaml", Env({}));
+  ASSERT_FALSE(catalog.ok()) << GetParam().yaml;
+  EXPECT_EQ(catalog.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(catalog.status().message()), HasSubstr(GetParam().error));
+}
+
+// Two deployments (d in us, e in eu) and a model m over both; each case adds one mistake.
+constexpr char kTwo[] = R"yaml(providers:
+  - name: p
+    dialect: openai
+    base_url: http://h/v1
+deployments:
+  - id: d
+    provider: p
+    upstream_model: m
+    region: us
+    prices: {input: "1", output: "2"}
+  - id: e
+    provider: p
+    upstream_model: m
+    region: eu
+    prices: {input: "1", output: "2"}
+models:
+  - name: m
+    deployments: [d, e]
+  - name: n
+    deployments: [d]
+)yaml";
+
+std::string WithModelKey(const std::string& yaml_block) {
+  return Replace(kTwo, "    deployments: [d, e]\n",
+                 absl::StrCat("    deployments: [d, e]\n", yaml_block));
+}
+
+std::vector<BadCase> RoutingBadCases() {
+  const std::string t = kTwo;
+  return {
+      {"BadLimitKey", Replace(t, "    region: us\n", "    region: us\n    limits: {rps: 1}\n"),
+       "catalog.yaml:10: deployment 'd' limits: unknown key 'rps' (valid keys: rpm, tpm)"},
+      {"ZeroRpm", Replace(t, "    region: us\n", "    region: us\n    limits: {rpm: 0}\n"),
+       "deployment 'd' limits: 'rpm' must be a positive integer, got '0'"},
+      {"QualityUnknownClass",
+       Replace(t, "    region: us\n", "    region: us\n    quality: {poetry: 3}\n"),
+       "catalog.yaml:10: deployment 'd' quality: unknown class 'poetry' (valid: simple, general, "
+       "code, reasoning, tools, long, default)"},
+      {"QualityOutOfRange",
+       Replace(t, "    region: us\n", "    region: us\n    quality: {code: 101}\n"),
+       "deployment 'd' quality: 'code' must be an integer from 0 to 100"},
+      {"QualityNotMap", Replace(t, "    region: us\n", "    region: us\n    quality: 5\n"),
+       "deployment 'd' quality must be a mapping"},
+      {"UnknownPolicy", WithModelKey("    policy: fastest\n"),
+       "catalog.yaml:19: model 'm' policy: unknown policy type 'fastest' (valid: priority, "
+       "weighted, least-latency, least-cost, cost-quality, auto)"},
+      {"PolicyWithoutType", WithModelKey("    policy: {cache: false}\n"),
+       "model 'm' policy: 'type' is required"},
+      {"WeightedWithoutWeights", WithModelKey("    policy: weighted\n"),
+       "catalog.yaml:19: model 'm' policy: policy 'weighted' needs 'weights'"},
+      {"WeightsForeignDeployment",
+       Replace(t, "    deployments: [d]\n",
+               "    deployments: [d]\n    policy: {type: weighted, weights: {d: 1, e: 1}}\n"),
+       "catalog.yaml:21: model 'n' policy weights: deployment 'e' is not a deployment of model "
+       "'n'"},
+      {"WeightsUnknownDeployment", WithModelKey("    policy: {type: weighted, weights: {x: 1}}\n"),
+       "model 'm' policy weights references unknown deployment 'x'"},
+      {"AllWeightsZero", WithModelKey("    policy: {type: weighted, weights: {d: 0}}\n"),
+       "model 'm' policy: at least one weight must be positive"},
+      {"NegativeWeight", WithModelKey("    policy: {type: weighted, weights: {d: -1}}\n"),
+       "model 'm' policy: weight of 'd' must be an integer from 0 to 1000000"},
+      {"OptionOfOtherPolicy", WithModelKey("    policy: {type: least-cost, min_quality: 3}\n"),
+       "catalog.yaml:19: model 'm' policy (least-cost): unknown key 'min_quality' (valid keys: "
+       "type, cache, cache_ttl_ms, default_output_tokens)"},
+      {"BadExploration", WithModelKey("    policy: {type: least-latency, exploration: 1.5}\n"),
+       "model 'm' policy: 'exploration' must be a decimal from 0 to 1 with at most 6 fractional "
+       "digits, got '1.5'"},
+      {"BadMetric", WithModelKey("    policy: {type: least-latency, metric: p99}\n"),
+       "model 'm' policy: unknown metric 'p99' (valid: auto, latency, ttft)"},
+      {"CostQualityWithoutThreshold", WithModelKey("    policy: {type: cost-quality}\n"),
+       "model 'm' policy: policy 'cost-quality' needs 'min_quality'"},
+      {"ThresholdOutOfRange", WithModelKey("    policy: {type: cost-quality, min_quality: 200}\n"),
+       "model 'm' policy: 'min_quality' must be an integer from 0 to 100, got '200'"},
+      {"BadBool", WithModelKey("    policy: {type: priority, cache: yes}\n"),
+       "model 'm' policy: 'cache' must be true or false, got 'yes'"},
+      {"TtlWithCacheOff",
+       WithModelKey("    policy: {type: priority, cache: false, cache_ttl_ms: 5}\n"),
+       "model 'm' policy: 'cache_ttl_ms' makes no sense with 'cache: false'"},
+      {"DeploymentsOutsideClass", WithModelKey("    policy: {type: priority, deployments: [d]}\n"),
+       "model 'm' policy (priority): unknown key 'deployments'"},
+      {"AutoUnknownClass", WithModelKey("    policy: {type: auto, classes: {hard: priority}}\n"),
+       "model 'm' policy: unknown class 'hard' (valid: simple, general, code, reasoning, tools, "
+       "long, default)"},
+      {"AutoInAuto", WithModelKey("    policy: {type: auto, classes: {code: auto}}\n"),
+       "model 'm' policy class 'code': an auto class cannot use policy 'auto'"},
+      {"ClassForeignDeployment",
+       Replace(t, "    deployments: [d]\n",
+               "    deployments: [d]\n    policy: {type: auto, classes: {code: {type: priority, "
+               "deployments: [e]}}}\n"),
+       "model 'n' policy class 'code': deployment 'e' is not a deployment of model 'n'"},
+      {"RuleWithoutWhen", WithModelKey("    rules: [{name: r, regions: [eu]}]\n"),
+       "catalog.yaml:19: rule 'r': 'when' is required"},
+      {"RuleEmptyWhen", WithModelKey("    rules: [{name: r, when: {}, regions: [eu]}]\n"),
+       "rule 'r' when must name at least one condition"},
+      {"RuleUnknownCondition",
+       WithModelKey("    rules: [{name: r, when: {group: x}, regions: [eu]}]\n"),
+       "rule 'r' when: unknown key 'group' (valid keys: team, feature, customer, environment, "
+       "api_key_id, tags)"},
+      {"RuleNoAction", WithModelKey("    rules: [{name: r, when: {team: x}}]\n"),
+       "rule 'r': needs at least one of 'regions', 'deployments', 'policy'"},
+      {"RuleUnknownRegion",
+       WithModelKey("    rules: [{name: r, when: {team: x}, regions: [mars]}]\n"),
+       "rule 'r': region 'mars' is not the region of any deployment (regions: eu, us)"},
+      {"RuleDuplicateName",
+       WithModelKey("    rules:\n      - {name: r, when: {team: x}, regions: [eu]}\n"
+                    "      - {name: r, when: {team: y}, regions: [us]}\n"),
+       "catalog.yaml:21: duplicate rule name 'r'"},
+      {"RuleForeignDeployment",
+       Replace(t, "    deployments: [d]\n",
+               "    deployments: [d]\n    rules: [{name: r, when: {team: x}, deployments: [e]}]\n"),
+       "rule 'r': deployment 'e' is not a deployment of model 'n'"},
+      {"RuleEmptyValueList",
+       WithModelKey("    rules: [{name: r, when: {team: []}, regions: [eu]}]\n"),
+       "rule 'r' when team must be a string or a non-empty list of strings"},
+      {"GlobalRuleUnknownDeployment",
+       t + "rules: [{name: g, when: {team: x}, deployments: [zz]}]\n",
+       "catalog.yaml:21: rule 'g' references unknown deployment 'zz'"},
+      {"RulesNotList", t + "rules: {name: g}\n", "catalog.yaml:21: rules must be a list"},
+      {"TeamUnknownModel", t + "teams: [{name: x, allowed_models: [gpt-9]}]\n",
+       "catalog.yaml:21: team 'x' references unknown model 'gpt-9'"},
+      {"TeamUnknownRegion", t + "teams: [{name: x, allowed_regions: [apac]}]\n",
+       "team 'x': region 'apac' is not the region of any deployment"},
+      {"TeamNoRestriction", t + "teams: [{name: x}]\n",
+       "team 'x': needs 'allowed_regions' and/or 'allowed_models'"},
+      {"DuplicateTeam",
+       t + "teams:\n  - {name: x, allowed_regions: [eu]}\n  - {name: x, allowed_regions: [us]}\n",
+       "catalog.yaml:23: duplicate team name 'x'"},
+      {"ClassifierUnknownKey", t + "classifier: {long_tokens: 5}\n",
+       "catalog.yaml:21: classifier: unknown key 'long_tokens'"},
+      {"ClassifierInconsistent",
+       t + "classifier: {long_input_tokens: 100, simple_max_input_tokens: 100}\n",
+       "classifier: simple_max_input_tokens (100) must be below long_input_tokens (100)"},
+      {"RoutingBadTtl", t + "routing: {cache_ttl_ms: -1}\n",
+       "routing: 'cache_ttl_ms' must be an integer from 0 to 3600000, got '-1'"},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Routing, RoutingErrorTest, testing::ValuesIn(RoutingBadCases()),
+                         [](const testing::TestParamInfo<BadCase>& info) {
+                           return info.param.name;
+                         });
+
+TEST(CatalogTest, TwoDeploymentCatalogIsValid) { ASSERT_NE(MustLoad(kTwo), nullptr); }
 
 TEST(CatalogTest, MinimalCatalogIsValid) {
   // Guards the error cases above: each must fail because of its own edit.

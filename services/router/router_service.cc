@@ -6,6 +6,7 @@
 #include <exception>
 #include <fstream>
 #include <limits>
+#include <random>
 #include <sstream>
 #include <utility>
 
@@ -15,67 +16,20 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "services/common/grpc_status.h"
 #include "services/common/logging.h"
+#include "services/router/watch.h"
 
 namespace tollgate::router {
 namespace {
 
+// Per-thread generator for weighted draws and exploration: no locking on the hot path.
+std::mt19937_64& ThreadRng() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  return rng;
+}
+
 constexpr char kUnknownModelLabel[] = "<unknown>";
 
-// Fine buckets: a decision takes microseconds, and regressions show up there.
-const prometheus::Histogram::BucketBoundaries& DecisionBucketsSeconds() {
-  static const prometheus::Histogram::BucketBoundaries kBuckets = {
-      1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2};
-  return kBuckets;
-}
-
-bool HasCapability(const v1::Deployment& deployment, const std::string& capability) {
-  for (const std::string& c : deployment.capabilities()) {
-    if (c == capability) return true;
-  }
-  return false;
-}
-
 }  // namespace
-
-// ---------------------------------------------------------------------------------------------
-// RouterMetrics
-
-absl::StatusOr<std::unique_ptr<RouterMetrics>> RouterMetrics::Create(
-    prometheus::Registry& registry) {
-  std::unique_ptr<RouterMetrics> m(new RouterMetrics());
-  try {
-    m->route_requests_ = &prometheus::BuildCounter()
-                              .Name("tollgate_router_route_requests_total")
-                              .Help(
-                                  "Route calls by canonical model and result "
-                                  "(ok, not_found, no_candidates, invalid_argument)")
-                              .Register(registry);
-    m->route_duration_ = &prometheus::BuildHistogram()
-                              .Name("tollgate_router_route_duration_seconds")
-                              .Help("Time to decide a Route call, in process")
-                              .Register(registry)
-                              .Add({}, DecisionBucketsSeconds());
-    auto& reloads = prometheus::BuildCounter()
-                        .Name("tollgate_router_catalog_reloads_total")
-                        .Help("Catalog file reloads by result (success, failure)")
-                        .Register(registry);
-    m->reload_success_ = &reloads.Add({{"result", "success"}});
-    m->reload_failure_ = &reloads.Add({{"result", "failure"}});
-    m->catalog_deployments_ = &prometheus::BuildGauge()
-                                   .Name("tollgate_router_catalog_deployments")
-                                   .Help("Enabled deployments in the live catalog")
-                                   .Register(registry)
-                                   .Add({});
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot register router metrics: ", e.what()));
-  }
-  return m;
-}
-
-prometheus::Counter& RouterMetrics::RouteRequests(const std::string& model,
-                                                  const std::string& result) {
-  return route_requests_->Add({{"model", model}, {"result", result}});
-}
 
 // ---------------------------------------------------------------------------------------------
 // CatalogStore
@@ -95,7 +49,8 @@ std::shared_ptr<const CatalogSnapshot> CatalogStore::MakeSnapshot(
   snapshot->counters.reserve(catalog->models().size());
   for (const CatalogModel& model : catalog->models()) {
     snapshot->counters.push_back({&metrics_->RouteRequests(model.name, "ok"),
-                                  &metrics_->RouteRequests(model.name, "no_candidates")});
+                                  &metrics_->RouteRequests(model.name, "no_candidates"),
+                                  &metrics_->RouteRequests(model.name, "permission_denied")});
   }
   snapshot->not_found = &metrics_->RouteRequests(kUnknownModelLabel, "not_found");
   snapshot->invalid_argument = &metrics_->RouteRequests(kUnknownModelLabel, "invalid_argument");
@@ -104,66 +59,62 @@ std::shared_ptr<const CatalogSnapshot> CatalogStore::MakeSnapshot(
 }
 
 void CatalogStore::Install(std::shared_ptr<const Catalog> catalog) {
+  absl::MutexLock lock(&install_mu_);
   for (const std::string& note : catalog->notes()) {
     LogInfo(note, {{"catalog", catalog->source()}, {"catalog_version", catalog->version()}});
   }
   const double deployments = static_cast<double>(catalog->deployments().size());
-  snapshot_.store(MakeSnapshot(std::move(catalog)), std::memory_order_release);
+  snapshot_.store(MakeSnapshot(catalog), std::memory_order_release);
   metrics_->catalog_deployments().Set(deployments);
+  for (const Listener& listener : listeners_) listener(catalog);
+}
+
+void CatalogStore::AddListener(Listener listener) {
+  absl::MutexLock lock(&install_mu_);
+  listeners_.push_back(std::move(listener));
+}
+
+void ConnectRouterParts(CatalogStore* store, HealthTracker* health, WatchHub* watch) {
+  if (health != nullptr) {
+    health->SetCatalog(*store->catalog());
+    store->AddListener(
+        [health](const std::shared_ptr<const Catalog>& catalog) { health->SetCatalog(*catalog); });
+  }
+  if (watch != nullptr) {
+    store->AddListener(
+        [watch](const std::shared_ptr<const Catalog>&) { watch->PublishSnapshot(); });
+    if (health != nullptr) {
+      health->AddListener(
+          [watch](const std::vector<v1::HealthEvent>& events) { watch->PublishHealth(events); });
+    }
+  }
+}
+
+Periodic::Periodic(std::function<void()> fn, absl::Duration interval) {
+  thread_ = std::thread([this, fn = std::move(fn), interval] {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.AwaitWithTimeout(absl::Condition(&stop_), interval);
+        if (stop_) return;
+      }
+      fn();
+    }
+  });
+}
+
+Periodic::~Periodic() { Stop(); }
+
+void Periodic::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Routing
-
-absl::Status RouteByPriority(const CatalogModel& model, const v1::RouteRequest& request,
-                             v1::RouteResponse* response) {
-  std::vector<std::string> required(request.required_capabilities().begin(),
-                                    request.required_capabilities().end());
-  if (request.stream() && std::find(required.begin(), required.end(), "stream") == required.end()) {
-    required.push_back("stream");
-  }
-  // Both are validated non-negative; __int128 keeps a hostile pair of huge values from wrapping.
-  const __int128 needed_tokens =
-      static_cast<__int128>(request.estimated_input_tokens()) + request.max_output_tokens();
-
-  std::vector<const v1::Deployment*> kept;
-  std::vector<std::string> rejections;
-  for (const v1::Deployment* d : model.deployments) {
-    std::string why;
-    for (const std::string& capability : required) {
-      if (!HasCapability(*d, capability)) {
-        why = absl::StrCat("lacks capability '", capability, "'");
-        break;
-      }
-    }
-    if (why.empty() && needed_tokens > 0 && d->context_window() < needed_tokens) {
-      why = absl::StrCat("context window ", d->context_window(), " < ",
-                         static_cast<int64_t>(std::min<__int128>(
-                             needed_tokens, std::numeric_limits<int64_t>::max())),
-                         " tokens (estimated input ", request.estimated_input_tokens(),
-                         " + max output ", request.max_output_tokens(), ")");
-    }
-    if (why.empty()) {
-      kept.push_back(d);
-    } else {
-      rejections.push_back(absl::StrCat("deployment '", d->id(), "' ", why));
-    }
-  }
-  if (kept.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("no deployment of model '", model.name,
-                     "' can serve this request: ", absl::StrJoin(rejections, "; ")));
-  }
-  response->set_model(model.name);
-  response->set_policy("priority");
-  response->set_cache_ttl_ms(0);
-  for (size_t i = 0; i < kept.size(); ++i) {
-    v1::Candidate* candidate = response->add_candidates();
-    *candidate->mutable_deployment() = *kept[i];
-    candidate->set_reason(absl::StrCat("priority ", i + 1, " of ", kept.size()));
-  }
-  return absl::OkStatus();
-}
 
 void ToModelInfo(const Catalog& catalog, const CatalogModel& model, v1::ModelInfo* info) {
   info->set_id(model.name);
@@ -176,30 +127,45 @@ void ToModelInfo(const Catalog& catalog, const CatalogModel& model, v1::ModelInf
 // ---------------------------------------------------------------------------------------------
 // RouterService
 
-RouterService::RouterService(const CatalogStore* store, RouterMetrics* metrics)
-    : store_(store), metrics_(metrics) {}
+RouterService::RouterService(const CatalogStore* store, RouterMetrics* metrics, RouterDeps deps)
+    : store_(store),
+      metrics_(metrics),
+      deps_(deps),
+      clock_(deps.health != nullptr ? deps.health->clock() : Clock::Real()) {}
 
 grpc::ServerUnaryReactor* RouterService::Route(grpc::CallbackServerContext* context,
                                                const v1::RouteRequest* request,
                                                v1::RouteResponse* response) {
   const auto start = std::chrono::steady_clock::now();
   const std::shared_ptr<const CatalogSnapshot> snapshot = store_->Get();
-  absl::Status status;
-  if (request->model().empty()) {
-    status = absl::InvalidArgumentError("model is required");
-    snapshot->invalid_argument->Increment();
-  } else if (request->estimated_input_tokens() < 0 || request->max_output_tokens() < 0) {
-    status = absl::InvalidArgumentError(
-        "estimated_input_tokens and max_output_tokens must not be negative");
-    snapshot->invalid_argument->Increment();
-  } else if (const CatalogModel* model = snapshot->catalog->FindModel(request->model());
-             model == nullptr) {
-    status = absl::NotFoundError(absl::StrCat("model '", request->model(), "' not found"));
-    snapshot->not_found->Increment();
+  const Catalog& catalog = *snapshot->catalog;
+  const std::shared_ptr<const HealthSnapshot> health =
+      deps_.health == nullptr ? nullptr : deps_.health->Get();
+  RouteEnv env;
+  env.health = health.get();
+  env.now = clock_->Now();
+  env.rng = &ThreadRng();
+  if (deps_.health != nullptr) env.probe_hold = deps_.health->options().probe_hold;
+  RouteDecision decision;
+  absl::Status status = DecideRoute(catalog, *request, env, &decision);
+  if (decision.model == nullptr) {
+    (status.code() == absl::StatusCode::kNotFound ? snapshot->not_found
+                                                  : snapshot->invalid_argument)
+        ->Increment();
   } else {
-    status = RouteByPriority(*model, *request, response);
-    const CatalogSnapshot::ModelCounters& counters = snapshot->counters[model->index];
-    (status.ok() ? counters.ok : counters.no_candidates)->Increment();
+    const CatalogSnapshot::ModelCounters& counters = snapshot->counters[decision.model->index];
+    switch (status.code()) {
+      case absl::StatusCode::kOk:
+        counters.ok->Increment();
+        FillRouteResponse(catalog, *request, decision, response);
+        break;
+      case absl::StatusCode::kPermissionDenied:
+        counters.permission_denied->Increment();
+        break;
+      default:
+        counters.no_candidates->Increment();
+        break;
+    }
   }
   metrics_->route_duration().Observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -230,10 +196,122 @@ grpc::ServerUnaryReactor* RouterService::ListModels(grpc::CallbackServerContext*
   return reactor;
 }
 
+grpc::ServerUnaryReactor* RouterService::ReportOutcomes(grpc::CallbackServerContext* context,
+                                                        const v1::ReportOutcomesRequest* request,
+                                                        v1::ReportOutcomesResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (deps_.health == nullptr) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "health tracking is off"));
+    return reactor;
+  }
+  const ReportCounts counts = deps_.health->Report(request->outcomes());
+  response->set_accepted(counts.accepted);
+  response->set_unknown_deployment(counts.unknown_deployment);
+  response->set_rejected(counts.rejected);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+namespace {
+
+// A stream that ends at once with `status`.
+class FinishedWriter final : public grpc::ServerWriteReactor<v1::WatchEvent> {
+ public:
+  explicit FinishedWriter(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+grpc::ServerWriteReactor<v1::WatchEvent>* OpenWatch(WatchHub* hub,
+                                                    grpc::CallbackServerContext* context,
+                                                    const v1::WatchRequest* request) {
+  if (hub == nullptr) {
+    return new FinishedWriter(
+        grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "watch is not enabled"));
+  }
+  return hub->Open(context, request);
+}
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::WatchEvent>* RouterService::Watch(grpc::CallbackServerContext* context,
+                                                               const v1::WatchRequest* request) {
+  return OpenWatch(deps_.watch, context, request);
+}
+
 // ---------------------------------------------------------------------------------------------
 // RouterAdminService
 
-RouterAdminService::RouterAdminService(const CatalogStore* store) : store_(store) {}
+RouterAdminService::RouterAdminService(const CatalogStore* store, RouterDeps deps)
+    : store_(store),
+      deps_(deps),
+      clock_(deps.health != nullptr ? deps.health->clock() : Clock::Real()) {}
+
+grpc::ServerUnaryReactor* RouterAdminService::ExplainRoute(grpc::CallbackServerContext* context,
+                                                           const v1::RouteRequest* request,
+                                                           v1::ExplainRouteResponse* response) {
+  const std::shared_ptr<const HealthSnapshot> health =
+      deps_.health == nullptr ? nullptr : deps_.health->Get();
+  tollgate::router::ExplainRoute(*store_->catalog(), health.get(), clock_->Now(), *request,
+                                 response);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* RouterAdminService::ListDeployments(
+    grpc::CallbackServerContext* context, const v1::ListDeploymentsRequest* /*request*/,
+    v1::ListDeploymentsResponse* response) {
+  const std::shared_ptr<const Catalog> catalog = store_->catalog();
+  const std::shared_ptr<const HealthSnapshot> health =
+      deps_.health == nullptr ? nullptr : deps_.health->Get();
+  const absl::Time now = clock_->Now();
+  for (size_t i = 0; i < catalog->deployments().size(); ++i) {
+    *response->add_deployments() = catalog->deployments()[i];
+    FillDeploymentHealth(*catalog, i, health.get(), now, response->add_health());
+  }
+  response->set_catalog_version(catalog->version());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::WatchEvent>* RouterAdminService::Watch(
+    grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  return OpenWatch(deps_.watch, context, request);
+}
+
+void ExplainRoute(const Catalog& catalog, const HealthSnapshot* health, absl::Time now,
+                  const v1::RouteRequest& request, v1::ExplainRouteResponse* response) {
+  // A fixed seed: an explanation shows one possible draw, and must not disturb routing's.
+  std::mt19937_64 rng(1);
+  RouteEnv env;
+  env.health = health;
+  env.now = now;
+  env.rng = &rng;
+  env.grant_probes = false;
+  RouteDecision decision;
+  const absl::Status status = DecideRoute(catalog, request, env, &decision);
+  response->set_catalog_version(catalog.version());
+  response->set_error_code(static_cast<int32_t>(status.code()));
+  response->set_error(std::string(status.message()));
+  if (status.ok()) FillRouteResponse(catalog, request, decision, response->mutable_decision());
+  if (decision.model == nullptr) return;
+  if (!decision.policy_path.empty()) {
+    response->set_request_class(std::string(RequestClassName(decision.request_class)));
+    response->set_policy(std::string(PolicyKindName(decision.policy)));
+    response->set_policy_path(decision.policy_path);
+  }
+  for (const std::string& rule : decision.rules) response->add_rules(rule);
+  for (const Removal& removal : decision.removed) {
+    v1::RemovedDeployment* removed = response->add_removed();
+    removed->set_deployment_id(removal.deployment->id());
+    removed->set_filter(std::string(RemovalFilterName(removal.filter)));
+    removed->set_detail(removal.detail);
+  }
+  for (const v1::Deployment* d : decision.model->deployments) {
+    FillDeploymentHealth(catalog, catalog.IndexOf(d), health, now, response->add_health());
+  }
+}
 
 grpc::ServerUnaryReactor* RouterAdminService::ListCatalog(grpc::CallbackServerContext* context,
                                                           const v1::ListCatalogRequest* /*request*/,

@@ -3,17 +3,24 @@
 //
 //   auto metrics = *RouterMetrics::Create(*registry);
 //   CatalogStore store(*LoadCatalogFile(path), metrics.get());
-//   RouterService data_plane(&store, metrics.get());        // tollgate.v1.Router
-//   RouterAdminService control_plane(&store);               // tollgate.v1.RouterAdmin
+//   HealthTracker health(HealthOptions{}, Clock::Real(), metrics.get());
+//   WatchHub watch(&store, &health, Clock::Real(), metrics.get());
+//   ConnectRouterParts(&store, &health, &watch);           // catalog -> health -> watch
+//   RouterDeps deps{&health, &watch};
+//   RouterService data_plane(&store, metrics.get(), deps);   // tollgate.v1.Router
+//   RouterAdminService control_plane(&store, deps);          // tollgate.v1.RouterAdmin
 //   CatalogReloader reloader(path, &store, metrics.get());
 //   reloader.Start(absl::Milliseconds(2000));
+//   Periodic ticker([&] { health.Tick(); }, absl::Milliseconds(250));
 //
-// Handlers use the gRPC callback API and never block: each one takes the current catalog
-// snapshot (an atomic shared_ptr load), computes its answer and finishes the call inline.
-// A catalog reload is a pointer swap; a request keeps the snapshot it started with.
+// Handlers use the gRPC callback API and never block: each one takes the current catalog and
+// health snapshots (atomic shared_ptr loads), computes its answer and finishes the call inline
+// (ReportOutcomes takes short per-deployment locks). A catalog reload is a pointer swap; a
+// request keeps the snapshots it started with.
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -31,41 +38,14 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "services/router/catalog.h"
+#include "services/router/clock.h"
+#include "services/router/health.h"
+#include "services/router/route_engine.h"
+#include "services/router/router_metrics.h"
+#include "services/router/watch.h"
 #include "tollgate/v1/router.grpc.pb.h"
 
 namespace tollgate::router {
-
-// The router's Prometheus metrics, registered once at start. Thread-safe to update.
-//   tollgate_router_route_requests_total{model,result}  result: ok | not_found | no_candidates |
-//       invalid_argument; model is the canonical catalog name, or "<unknown>" when the request
-//       named no catalog model (keeps label cardinality bounded by the catalog).
-//   tollgate_router_route_duration_seconds            decision time in process (histogram)
-//   tollgate_router_catalog_reloads_total{result}     result: success | failure
-//   tollgate_router_catalog_deployments               enabled deployments in the live catalog
-class RouterMetrics {
- public:
-  // Errors: kInvalidArgument when the families cannot be registered (e.g. a family of the same
-  // name but another help text or type already exists on `registry`).
-  static absl::StatusOr<std::unique_ptr<RouterMetrics>> Create(prometheus::Registry& registry);
-
-  // Counter of Route calls for `model` ending with `result`. Takes a lock inside prometheus-cpp:
-  // call when a catalog is installed (or on rare paths), not per request.
-  prometheus::Counter& RouteRequests(const std::string& model, const std::string& result);
-
-  prometheus::Histogram& route_duration() { return *route_duration_; }
-  prometheus::Counter& reload_success() { return *reload_success_; }
-  prometheus::Counter& reload_failure() { return *reload_failure_; }
-  prometheus::Gauge& catalog_deployments() { return *catalog_deployments_; }
-
- private:
-  RouterMetrics() = default;
-
-  prometheus::Family<prometheus::Counter>* route_requests_ = nullptr;
-  prometheus::Histogram* route_duration_ = nullptr;
-  prometheus::Counter* reload_success_ = nullptr;
-  prometheus::Counter* reload_failure_ = nullptr;
-  prometheus::Gauge* catalog_deployments_ = nullptr;
-};
 
 // An installed catalog together with the per-model counters the hot path increments, so a
 // request never looks up a labelled metric.
@@ -73,6 +53,7 @@ struct CatalogSnapshot {
   struct ModelCounters {
     prometheus::Counter* ok = nullptr;
     prometheus::Counter* no_candidates = nullptr;
+    prometheus::Counter* permission_denied = nullptr;
   };
 
   std::shared_ptr<const Catalog> catalog;
@@ -86,36 +67,66 @@ struct CatalogSnapshot {
 // `metrics` must outlive the store.
 class CatalogStore {
  public:
+  using Listener = std::function<void(const std::shared_ptr<const Catalog>& catalog)>;
+
   // `initial` must not be null.
   CatalogStore(std::shared_ptr<const Catalog> initial, RouterMetrics* metrics);
 
   std::shared_ptr<const CatalogSnapshot> Get() const;
   std::shared_ptr<const Catalog> catalog() const { return Get()->catalog; }
 
-  // Makes `catalog` (not null) live, updates the deployments gauge and logs the catalog's notes.
+  // Makes `catalog` (not null) live, updates the deployments gauge, logs the catalog's notes,
+  // then calls the listeners in the order they were added. Installs are serialised.
   void Install(std::shared_ptr<const Catalog> catalog);
+
+  // Calls `listener` after every later Install (not for the current catalog).
+  void AddListener(Listener listener);
 
  private:
   std::shared_ptr<const CatalogSnapshot> MakeSnapshot(std::shared_ptr<const Catalog> catalog);
 
   RouterMetrics* metrics_;
   std::atomic<std::shared_ptr<const CatalogSnapshot>> snapshot_;
+  absl::Mutex install_mu_;
+  std::vector<Listener> listeners_ ABSL_GUARDED_BY(install_mu_);
 };
 
-// The "priority" policy: the model's deployments in catalog order, minus those that cannot serve
-// `request` (a missing required capability — "stream" is implied by request.stream() — or a
-// context window smaller than estimated_input_tokens + max_output_tokens when either is given).
-// Fills `response` (model, policy, candidates with reasons, cache_ttl_ms = 0). Errors:
-// kFailedPrecondition naming each deployment and the filter that removed it when none is left.
-absl::Status RouteByPriority(const CatalogModel& model, const v1::RouteRequest& request,
-                             v1::RouteResponse* response);
+// The optional parts the services use. Null members disable what needs them: without `health`
+// every deployment counts as healthy and ReportOutcomes is UNIMPLEMENTED; without `watch`,
+// Watch is UNIMPLEMENTED.
+struct RouterDeps {
+  HealthTracker* health = nullptr;
+  WatchHub* watch = nullptr;
+};
 
-// tollgate.v1.Router (data plane). Errors: kInvalidArgument (no model, negative token counts),
-// kNotFound ("model 'x' not found"), kFailedPrecondition (see RouteByPriority). Thread-safe;
-// `store` and `metrics` must outlive the service.
+// Makes `health` and `watch` (either may be null) follow `store`: `health` is aligned with the
+// current catalog now and with every installed one; `watch` gets a snapshot after each install
+// and every health change. Call once, before serving.
+void ConnectRouterParts(CatalogStore* store, HealthTracker* health, WatchHub* watch);
+
+// Runs `fn` every `interval` on its own thread until Stop() or destruction. Thread-safe.
+class Periodic {
+ public:
+  Periodic(std::function<void()> fn, absl::Duration interval);
+  ~Periodic();
+  Periodic(const Periodic&) = delete;
+  Periodic& operator=(const Periodic&) = delete;
+  void Stop();
+
+ private:
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+// tollgate.v1.Router (data plane). Route runs DecideRoute (route_engine.h) on the live catalog
+// and health snapshots; its errors are DecideRoute's. Thread-safe; `store` and `metrics` must
+// outlive the service.
+//
+// ReportOutcomes feeds `deps.health` (HealthTracker::Report). Watch streams from `deps.watch`.
 class RouterService final : public v1::Router::CallbackService {
  public:
-  RouterService(const CatalogStore* store, RouterMetrics* metrics);
+  RouterService(const CatalogStore* store, RouterMetrics* metrics, RouterDeps deps = {});
 
   grpc::ServerUnaryReactor* Route(grpc::CallbackServerContext* context,
                                   const v1::RouteRequest* request,
@@ -123,25 +134,48 @@ class RouterService final : public v1::Router::CallbackService {
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* ReportOutcomes(grpc::CallbackServerContext* context,
+                                           const v1::ReportOutcomesRequest* request,
+                                           v1::ReportOutcomesResponse* response) override;
+  grpc::ServerWriteReactor<v1::WatchEvent>* Watch(grpc::CallbackServerContext* context,
+                                                  const v1::WatchRequest* request) override;
 
  private:
   const CatalogStore* store_;
   RouterMetrics* metrics_;
+  RouterDeps deps_;
+  const Clock* clock_;
 };
 
 // tollgate.v1.RouterAdmin (control plane): ListCatalog reports the enabled providers,
-// deployments and models and the catalog_version. Thread-safe; `store` must outlive it.
+// deployments and models and the catalog_version; ExplainRoute runs the decision without side
+// effects and reports its inputs; ListDeployments reports each deployment's health; Watch is
+// the data plane's stream. Thread-safe; `store` and `deps` must outlive it.
 class RouterAdminService final : public v1::RouterAdmin::CallbackService {
  public:
-  explicit RouterAdminService(const CatalogStore* store);
+  explicit RouterAdminService(const CatalogStore* store, RouterDeps deps = {});
 
   grpc::ServerUnaryReactor* ListCatalog(grpc::CallbackServerContext* context,
                                         const v1::ListCatalogRequest* request,
                                         v1::ListCatalogResponse* response) override;
+  grpc::ServerUnaryReactor* ExplainRoute(grpc::CallbackServerContext* context,
+                                         const v1::RouteRequest* request,
+                                         v1::ExplainRouteResponse* response) override;
+  grpc::ServerUnaryReactor* ListDeployments(grpc::CallbackServerContext* context,
+                                            const v1::ListDeploymentsRequest* request,
+                                            v1::ListDeploymentsResponse* response) override;
+  grpc::ServerWriteReactor<v1::WatchEvent>* Watch(grpc::CallbackServerContext* context,
+                                                  const v1::WatchRequest* request) override;
 
  private:
   const CatalogStore* store_;
+  RouterDeps deps_;
+  const Clock* clock_;
 };
+
+// ExplainRoute's answer for `request` against `catalog` and `health` (may be null) at `now`.
+void ExplainRoute(const Catalog& catalog, const HealthSnapshot* health, absl::Time now,
+                  const v1::RouteRequest& request, v1::ExplainRouteResponse* response);
 
 // Fills `info` from `model` (created = the catalog's load time).
 void ToModelInfo(const Catalog& catalog, const CatalogModel& model, v1::ModelInfo* info);

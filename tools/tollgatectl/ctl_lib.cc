@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -169,7 +170,7 @@ constexpr std::string_view kSpendHelp =
     "Flags:\n"
     "  --group-by=DIM[,DIM...]  Dimensions to group by (repeatable): team, feature, customer,\n"
     "                           api_key_id, environment, requested_model, served_deployment,\n"
-    "                           provider, upstream_model, region, endpoint\n"
+    "                           provider, upstream_model, region, endpoint, tag:<key>\n"
     "  --since=WHEN             Start, inclusive: a duration back from now (30m, 24h, 7d),\n"
     "                           an RFC 3339 time, or a date YYYY-MM-DD (UTC). Default: all time\n"
     "  --until=WHEN             End, exclusive (same forms, or 'now'). Default: now\n"
@@ -262,6 +263,8 @@ const std::vector<std::string>& SpendDimensions() {
 namespace {
 absl::Status CheckDimension(const std::string& dim) {
   const auto& dims = SpendDimensions();
+  // Free tags ("tag:<key>") are open-ended; the ledger validates the key.
+  if (absl::StartsWith(dim, "tag:") && dim.size() > 4) return absl::OkStatus();
   if (std::find(dims.begin(), dims.end(), dim) == dims.end()) {
     return Invalid(
         absl::StrCat("unknown dimension '", dim, "' (known: ", absl::StrJoin(dims, ", "), ")"));

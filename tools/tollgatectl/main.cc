@@ -10,18 +10,18 @@
 #include "absl/time/clock.h"
 #include "tools/tollgatectl/ctl_lib.h"
 #include "tools/tollgatectl/ctl_rpc.h"
+#include "tools/tollgatectl/route_cmd.h"
 
 int main(int argc, char** argv) {
   namespace ctl = tollgate::tools::ctl;
   const std::vector<std::string> args(argv + 1, argv + argc);
-  auto command = ctl::ParseCommandLine(
-      args,
-      [](const char* name) -> std::optional<std::string> {
-        const char* v = std::getenv(name);
-        if (v == nullptr) return std::nullopt;
-        return std::string(v);
-      },
-      absl::Now());
+  const ctl::GetEnv env = [](const char* name) -> std::optional<std::string> {
+    const char* v = std::getenv(name);
+    if (v == nullptr) return std::nullopt;
+    return std::string(v);
+  };
+  if (ctl::IsRouteCommand(args)) return ctl::RunRouteCommand(args, env, std::cout, std::cerr);
+  auto command = ctl::ParseCommandLine(args, env, absl::Now());
   if (!command.ok()) {
     // Show the help of the command being typed, if any.
     std::string topic;
@@ -29,7 +29,12 @@ int main(int argc, char** argv) {
       if (a == "spend" || a == "catalog") topic = a;
     }
     std::cerr << "tollgatectl: " << command.status().message() << "\n\n" << ctl::Usage(topic);
+    if (topic.empty()) std::cerr << "\n" << ctl::RouteCommandsOverview();
     return 2;
   }
-  return ctl::RunCommand(*command, std::cout, std::cerr);
+  const int code = ctl::RunCommand(*command, std::cout, std::cerr);
+  if (command->kind == ctl::Command::Kind::kHelp && command->help_topic.empty()) {
+    std::cout << "\n" << ctl::RouteCommandsOverview();
+  }
+  return code;
 }

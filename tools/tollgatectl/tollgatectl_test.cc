@@ -58,6 +58,13 @@ TEST(ParseTimeSpecTest, RelativeAbsoluteAndDates) {
 
 // ---- group-by and filters ---------------------------------------------------------------------
 
+TEST(ParseGroupByTest, TagDimensionsAreForwarded) {
+  auto dims = ParseGroupBy({"team,tag:env"});
+  ASSERT_TRUE(dims.ok()) << dims.status();
+  EXPECT_EQ(*dims, (std::vector<std::string>{"team", "tag:env"}));
+  EXPECT_FALSE(ParseGroupBy({"tag:"}).ok());
+}
+
 TEST(ParseGroupByTest, CommaListsAndRepeats) {
   auto dims = ParseGroupBy({"team, feature", "provider"});
   ASSERT_TRUE(dims.ok());
