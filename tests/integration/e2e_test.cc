@@ -186,7 +186,9 @@ TEST(Gateway, StreamingWithoutIncludeUsageHidesTheUsageChunkButRecordsIt) {
     const auto& choices = chunk.at("choices").as_array();
     ASSERT_FALSE(choices.empty()) << "the usage-only chunk leaked to a client that did not ask: "
                                   << events[i];
-    if (auto* u = chunk.as_object().if_contains("usage")) EXPECT_TRUE(u->is_null()) << events[i];
+    if (auto* u = chunk.as_object().if_contains("usage")) {
+      EXPECT_TRUE(u->is_null()) << events[i];
+    }
     const auto& delta = choices[0].at("delta").as_object();
     if (auto* c = delta.if_contains("content"); c && c->is_string()) text += c->as_string();
   }
