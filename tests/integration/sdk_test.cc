@@ -24,7 +24,10 @@ TEST(OpenAiSdk, DrivesTheGatewayAndEveryCallIsRecorded) {
       {{"OPENAI_BASE_URL", absl::StrCat("http://127.0.0.1:", s.gateway_port(), "/v1")},
        {"OPENAI_API_KEY", Suite::kAlphaKey}});
   ASSERT_EQ(r.exit_code, 0) << r.output << s.Logs();
-  const std::string last_line = r.output.substr(r.output.rfind('{'));
+  // The script's last line is its JSON summary.
+  std::string output = r.output;
+  while (!output.empty() && output.back() == '\n') output.pop_back();
+  const std::string last_line = output.substr(output.rfind('\n') + 1);
   json::value out = json::parse(last_line);
   for (const char* call : {"nonstream", "stream", "stream_usage"}) {
     const auto& c = out.at(call).as_object();

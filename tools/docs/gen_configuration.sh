@@ -9,7 +9,7 @@ awk_script="$TOLLGATE_ROOT/tools/docs/flags_to_markdown.awk"
 table() {
   echo "| flag | default | meaning |"
   echo "|---|---|---|"
-  "$(bin_path "$1")" --helpon=main 2>&1 | awk -f "$awk_script"
+  { "$(bin_path "$1")" --helpon=main 2>&1 || true; } | awk -f "$awk_script"
 }
 {
   cat "$TOLLGATE_ROOT/tools/docs/configuration.head.md"
