@@ -51,3 +51,29 @@ function(tollgate_cc_test)
   add_test(NAME ${ARG_NAME} COMMAND ${ARG_NAME})
   set_tests_properties(${ARG_NAME} PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT 600)
 endfunction()
+
+# tollgate_proto_library(NAME name ROOT dir PROTOS a.proto ... [DEPS ...])
+# Generates C++ (messages and gRPC services) for PROTOS, given relative to ROOT (the import
+# root), into this directory's build tree, and builds them into one static library.
+function(tollgate_proto_library)
+  cmake_parse_arguments(ARG "" "NAME;ROOT" "PROTOS;DEPS" ${ARGN})
+  set(gen_dir ${CMAKE_CURRENT_BINARY_DIR}/gen)
+  file(MAKE_DIRECTORY ${gen_dir})
+  find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+  find_program(PROTOC_EXE protoc REQUIRED)
+  set(srcs)
+  foreach(rel ${ARG_PROTOS})
+    string(REGEX REPLACE "\\.proto$" "" base ${rel})
+    set(out ${gen_dir}/${base})
+    add_custom_command(
+      OUTPUT ${out}.pb.cc ${out}.pb.h ${out}.grpc.pb.cc ${out}.grpc.pb.h
+      COMMAND ${PROTOC_EXE} --proto_path=${ARG_ROOT} --cpp_out=${gen_dir} --grpc_out=${gen_dir}
+              --plugin=protoc-gen-grpc=${GRPC_CPP_PLUGIN} ${ARG_ROOT}/${rel}
+      DEPENDS ${ARG_ROOT}/${rel}
+      COMMENT "protoc ${rel}")
+    list(APPEND srcs ${out}.pb.cc ${out}.grpc.pb.cc)
+  endforeach()
+  add_library(${ARG_NAME} STATIC ${srcs})
+  target_include_directories(${ARG_NAME} PUBLIC ${gen_dir})
+  target_link_libraries(${ARG_NAME} PUBLIC gRPC::grpc++ protobuf::libprotobuf ${ARG_DEPS})
+endfunction()
