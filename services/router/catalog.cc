@@ -17,10 +17,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/types/optional.h"
 #include "boost/url/parse.hpp"
 #include "boost/url/scheme.hpp"
 #include "services/common/money.h"
 #include "services/common/status.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace tollgate::router {
@@ -172,6 +174,39 @@ std::optional<std::string> ProcessGetenv(const std::string& name) {
 }  // namespace
 
 // Turns the YAML tree into a Catalog. One instance per load; not thread-safe (it needn't be).
+namespace {
+
+// Where a second YAML document starts in `text`, if there is one. Throws YAML::Exception on
+// malformed input, like YAML::Load.
+class DocumentCounter final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+  std::vector<YAML::Mark> starts;
+};
+
+absl::optional<YAML::Mark> SecondDocument(absl::string_view text) {
+  std::istringstream stream{std::string(text)};
+  YAML::Parser parser(stream);
+  DocumentCounter counter;
+  for (int i = 0; i < 2 && parser.HandleNextDocument(counter); ++i) {
+  }
+  if (counter.starts.size() > 1) return counter.starts[1];
+  return absl::nullopt;
+}
+
+}  // namespace
+
 class CatalogParser {
  public:
   CatalogParser(absl::string_view source, const CatalogLoadOptions& options)
@@ -1126,12 +1161,13 @@ class CatalogParser {
 
   absl::StatusOr<std::shared_ptr<const Catalog>> ParseOrThrow(absl::string_view text) {
     version_ = ContentHash(text);
-    // LoadAll, not Load: a second "---" document would otherwise be ignored without a word.
-    const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
-    if (documents.size() > 1) {
-      return Error(documents[1], "catalog must be a single YAML document");
+    // A second "---" document would be ignored by YAML::Load without a word, so count the
+    // documents first. Not with YAML::LoadAll: yaml-cpp 0.7 loops forever, allocating, on some
+    // malformed input (found by config_fuzz), so at most two documents are looked at.
+    if (absl::optional<YAML::Mark> second = SecondDocument(text)) {
+      return ErrorAt(*second, "catalog must be a single YAML document");
     }
-    const YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
+    const YAML::Node root = YAML::Load(std::string(text));
     if (!root.IsDefined() || root.IsNull()) {
       return absl::InvalidArgumentError(absl::StrCat(source_, ":1: catalog is empty"));
     }

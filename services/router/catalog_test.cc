@@ -343,7 +343,10 @@ std::vector<BadCase> BadCases() {
       {"Empty", "", "catalog.yaml:1: catalog is empty"},
       {"NotAMap", "- a\n- b\n", "catalog.yaml:1: catalog must be a mapping"},
       {"TwoDocuments", m + "---\nproviders: []\n",
-       "catalog.yaml:14: catalog must be a single YAML document"},
+       "catalog.yaml:13: catalog must be a single YAML document"},
+      // Regression: yaml-cpp 0.7 LoadAll looped forever, allocating, on this (found by fuzzing).
+      {"MalformedFirstDocument",
+       ",keys:\n  - key: tg-dev-0123456789\n   1e309 id: deam: platform\n", "catalog.yaml:"},
       {"SyntaxError", "providers: [a, b\n", "catalog.yaml:2:"},
       {"UnknownTopLevelKey", m + "modles: []\n",
        "catalog.yaml:13: catalog: unknown key 'modles' (valid keys: providers, deployments, "
