@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
@@ -13,14 +14,17 @@
 #include "absl/time/clock.h"
 #include "services/common/grpc_status.h"
 #include "services/common/logging.h"
+#include "services/common/status.h"
+#include "services/ledger/focus.h"
 
 namespace tollgate::ledger {
 
 struct LedgerAdminService::Shared {
   struct Task {
-    grpc::ServerUnaryReactor* reactor;
-    const v1::SpendQuery* request;
-    v1::SpendResponse* response;
+    // Called once with the outcome (on a query thread, or on the caller's thread when refused).
+    std::function<void(const grpc::Status&)> done;
+    // Runs the call on a query thread's store with the time it may take; fills the response.
+    std::function<absl::Status(UsageStore&, absl::Duration)> work;
     absl::Time deadline;  // absl::InfiniteFuture() without a call deadline
     absl::Time received;
   };
@@ -37,7 +41,7 @@ struct LedgerAdminService::Shared {
     if (!status.ok() && status.code() != absl::StatusCode::kInvalidArgument) {
       LogWarn("spend query failed", {{"error", std::string(status.message())}});
     }
-    task.reactor->Finish(ToGrpcStatus(status));
+    task.done(ToGrpcStatus(status));
   }
 
   void Run(UsageStore& store, const Task& task) {
@@ -46,14 +50,39 @@ struct LedgerAdminService::Shared {
       Finish(task, absl::DeadlineExceededError("deadline expired before the query started"));
       return;
     }
-    absl::StatusOr<v1::SpendResponse> result =
-        store.QuerySpend(*task.request, std::min(left, options.max_query_timeout));
-    if (!result.ok()) {
-      Finish(task, result.status());
-      return;
+    Finish(task, task.work(store, std::min(left, options.max_query_timeout)));
+  }
+
+  // The call's deadline; absl::InfiniteFuture() when it has none.
+  static absl::Time Deadline(grpc::CallbackServerContext* context) {
+    // gRPC reports "no deadline" as the far future.
+    const auto deadline = context->deadline();
+    if (deadline < std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) {
+      return absl::FromChrono(deadline);
     }
-    *task.response = std::move(*result);
-    Finish(task, absl::OkStatus());
+    return absl::InfiniteFuture();
+  }
+
+  // Queues `task`, or finishes it at once when shutting down or full.
+  void Submit(grpc::CallbackServerContext* context, Task task) {
+    task.deadline = Deadline(context);
+    Submit(std::move(task));
+  }
+
+  void Submit(Task task) {
+    absl::Status refused;
+    {
+      absl::MutexLock lock(&mu);
+      if (stopped) {
+        refused = absl::UnavailableError("ledger is shutting down");
+      } else if (tasks.size() >= options.max_pending) {
+        refused = absl::ResourceExhaustedError(
+            absl::StrCat("too many spend queries waiting (", options.max_pending, ")"));
+      } else {
+        tasks.push_back(task);
+      }
+    }
+    if (!refused.ok()) Finish(task, refused);
   }
 
   void Loop(UsageStore& store) {
@@ -95,26 +124,129 @@ grpc::ServerUnaryReactor* LedgerAdminService::QuerySpend(grpc::CallbackServerCon
                                                          const v1::SpendQuery* request,
                                                          v1::SpendResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  Shared::Task task{reactor, request, response, absl::InfiniteFuture(), absl::Now()};
-  // gRPC reports "no deadline" as the far future.
-  const auto deadline = context->deadline();
-  if (deadline < std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) {
-    task.deadline = absl::FromChrono(deadline);
-  }
-  absl::Status refused;
-  {
-    absl::MutexLock lock(&shared_->mu);
-    if (shared_->stopped) {
-      refused = absl::UnavailableError("ledger is shutting down");
-    } else if (shared_->tasks.size() >= shared_->options.max_pending) {
-      refused = absl::ResourceExhaustedError(
-          absl::StrCat("too many spend queries waiting (", shared_->options.max_pending, ")"));
-    } else {
-      shared_->tasks.push_back(task);
-    }
-  }
-  if (!refused.ok()) shared_->Finish(task, refused);
+  auto work = [request, response](UsageStore& store, absl::Duration timeout) -> absl::Status {
+    TOLLGATE_ASSIGN_OR_RETURN(*response, store.QuerySpend(*request, timeout));
+    return absl::OkStatus();
+  };
+  shared_->Submit(context, Shared::Task{[reactor](const grpc::Status& s) { reactor->Finish(s); },
+                                        work, absl::InfiniteFuture(), absl::Now()});
   return reactor;
+}
+
+grpc::ServerUnaryReactor* LedgerAdminService::Reprice(grpc::CallbackServerContext* context,
+                                                      const v1::RepriceRequest* request,
+                                                      v1::RepriceResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto work = [request, response](UsageStore& store, absl::Duration timeout) -> absl::Status {
+    TOLLGATE_ASSIGN_OR_RETURN(*response, store.Reprice(*request, timeout));
+    return absl::OkStatus();
+  };
+  shared_->Submit(context, Shared::Task{[reactor](const grpc::Status& s) { reactor->Finish(s); },
+                                        work, absl::InfiniteFuture(), absl::Now()});
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* LedgerAdminService::ListAnomalies(grpc::CallbackServerContext* context,
+                                                            const v1::ListAnomaliesRequest* request,
+                                                            v1::ListAnomaliesResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto work = [request, response](UsageStore& store, absl::Duration timeout) -> absl::Status {
+    TOLLGATE_ASSIGN_OR_RETURN(*response, store.ListAnomalies(*request, timeout));
+    return absl::OkStatus();
+  };
+  shared_->Submit(context, Shared::Task{[reactor](const grpc::Status& s) { reactor->Finish(s); },
+                                        work, absl::InfiniteFuture(), absl::Now()});
+  return reactor;
+}
+
+namespace {
+
+// Streams FocusChunks one UTC day at a time: each day is read on a query thread (a pool task with
+// the call's deadline), written, and only when the write completes is the next day queued, so at
+// most one day is buffered per call and a slow reader slows the export instead of growing memory.
+class FocusExportReactor final : public grpc::ServerWriteReactor<v1::FocusChunk> {
+ public:
+  FocusExportReactor(LedgerAdminService::Shared* shared, v1::ExportFocusRequest request,
+                     absl::Time deadline)
+      : shared_(shared), request_(std::move(request)), deadline_(deadline) {}
+
+  void Begin();
+  void OnWriteDone(bool ok) override;
+  void OnDone() override { delete this; }
+  void OnCancel() override {}
+
+ private:
+  void Next();
+
+  LedgerAdminService::Shared* shared_;
+  const v1::ExportFocusRequest request_;
+  const absl::Time deadline_;
+  int64_t cursor_ = 0;
+  int64_t end_ = 0;
+  bool sent_header_ = false;
+  v1::FocusChunk chunk_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::FocusChunk>* LedgerAdminService::ExportFocus(
+    grpc::CallbackServerContext* context, const v1::ExportFocusRequest* request) {
+  auto* reactor = new FocusExportReactor(shared_.get(), *request, Shared::Deadline(context));
+  reactor->Begin();
+  return reactor;
+}
+
+void FocusExportReactor::Begin() {
+  if (request_.start_unix_s() <= 0 || request_.end_unix_s() < 0 ||
+      (request_.end_unix_s() != 0 && request_.end_unix_s() <= request_.start_unix_s())) {
+    Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "ExportFocus needs start_unix_s > 0 and end after start"));
+    return;
+  }
+  cursor_ = request_.start_unix_s();
+  end_ = request_.end_unix_s() != 0 ? request_.end_unix_s() : absl::ToUnixSeconds(absl::Now()) + 1;
+  Next();
+}
+
+void FocusExportReactor::Next() {
+  if (cursor_ >= end_) {
+    Finish(grpc::Status::OK);
+    return;
+  }
+  // Up to the next UTC midnight.
+  const int64_t to = std::min(end_, (cursor_ / 86400 + 1) * 86400);
+  const int64_t from = cursor_;
+  cursor_ = to;
+  auto work = [this, from, to](UsageStore& store, absl::Duration timeout) -> absl::Status {
+    absl::StatusOr<v1::FocusChunk> chunk = store.FocusRecords(request_, from, to, timeout);
+    if (!chunk.ok()) return chunk.status();
+    chunk_ = std::move(*chunk);
+    return absl::OkStatus();
+  };
+  auto done = [this](const grpc::Status& status) {
+    if (!status.ok()) {
+      Finish(status);
+      return;
+    }
+    if (!sent_header_) {
+      for (const std::string& c : FocusColumns()) chunk_.add_columns(c);
+      sent_header_ = true;
+    } else if (chunk_.records_size() == 0) {
+      Next();  // nothing that day: no empty message
+      return;
+    }
+    StartWrite(&chunk_);
+  };
+  shared_->Submit(LedgerAdminService::Shared::Task{done, work, deadline_, absl::Now()});
+}
+
+void FocusExportReactor::OnWriteDone(bool ok) {
+  if (!ok) {
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+    return;
+  }
+  chunk_.Clear();
+  Next();
 }
 
 void LedgerAdminService::Stop() {

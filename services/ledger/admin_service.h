@@ -1,5 +1,5 @@
 #pragma once
-// LedgerAdmin (control plane): spend queries.
+// LedgerAdmin (control plane): spend queries, repricing and the FOCUS export.
 //
 // Queries run on a small pool of query threads, each with its own UsageStore (connection), never
 // on gRPC's callback threads. The call's deadline bounds the query: the statement timeout is the
@@ -36,6 +36,19 @@ class LedgerAdminService final : public v1::LedgerAdmin::CallbackService {
   grpc::ServerUnaryReactor* QuerySpend(grpc::CallbackServerContext* context,
                                        const v1::SpendQuery* request,
                                        v1::SpendResponse* response) override;
+  // Same pool, deadline and error mapping as QuerySpend (see UsageStore::Reprice).
+  grpc::ServerUnaryReactor* Reprice(grpc::CallbackServerContext* context,
+                                    const v1::RepriceRequest* request,
+                                    v1::RepriceResponse* response) override;
+
+  grpc::ServerUnaryReactor* ListAnomalies(grpc::CallbackServerContext* context,
+                                          const v1::ListAnomaliesRequest* request,
+                                          v1::ListAnomaliesResponse* response) override;
+
+  // Streams FOCUS records (focus.h) one UTC day per chunk, the first chunk with the columns.
+  // Each day's read is a pool task bounded by the call's deadline.
+  grpc::ServerWriteReactor<v1::FocusChunk>* ExportFocus(
+      grpc::CallbackServerContext* context, const v1::ExportFocusRequest* request) override;
 
   // Fails queries still waiting with UNAVAILABLE and joins the query threads. Idempotent.
   void Stop();

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -11,6 +12,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "services/ledger/fake_usage_store.h"
+#include "services/ledger/focus.h"
 
 namespace tollgate::ledger {
 namespace {
@@ -166,6 +168,64 @@ TEST_F(LedgerAdminServiceTest, RefusesQueriesBeyondThePendingLimit) {
   EXPECT_EQ(refused, 1);
   EXPECT_EQ(ok, 1);
   EXPECT_EQ(metrics_->spend_queries(absl::ResourceExhaustedError("")).Value(), 1);
+}
+
+TEST_F(LedgerAdminServiceTest, ExportFocusStreamsOneChunkPerDayWithColumnsFirst) {
+  Start(2, LedgerAdminService::Options());
+  const int64_t day0 = 1'736'899'200;  // 2025-01-15
+  {
+    absl::MutexLock lock(&state_->mu);
+    state_->focus_empty_days = {day0 / 86400 + 1};  // no usage on the 16th
+  }
+  v1::ExportFocusRequest request;
+  request.set_start_unix_s(day0 + 3600);  // starts mid-day, ends mid-day
+  request.set_end_unix_s(day0 + 3 * 86400 + 7200);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  std::unique_ptr<grpc::ClientReader<v1::FocusChunk>> reader = stub_->ExportFocus(&ctx, request);
+  std::vector<v1::FocusChunk> chunks;
+  v1::FocusChunk chunk;
+  while (reader->Read(&chunk)) chunks.push_back(chunk);
+  const grpc::Status status = reader->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(chunks.size(), 3u);  // the empty day sends nothing
+  EXPECT_EQ(chunks[0].columns_size(), static_cast<int>(FocusColumns().size()));
+  EXPECT_EQ(chunks[1].columns_size(), 0);
+  auto range = [](const v1::FocusChunk& c) {
+    return c.records(0).values(0) + "-" + c.records(0).values(1);
+  };
+  EXPECT_EQ(range(chunks[0]), absl::StrCat(day0 + 3600, "-", day0 + 86400));
+  EXPECT_EQ(range(chunks[1]), absl::StrCat(day0 + 2 * 86400, "-", day0 + 3 * 86400));
+  EXPECT_EQ(range(chunks[2]), absl::StrCat(day0 + 3 * 86400, "-", day0 + 3 * 86400 + 7200));
+  absl::MutexLock lock(&state_->mu);
+  EXPECT_EQ(state_->focus_calls.size(), 4u);
+}
+
+TEST_F(LedgerAdminServiceTest, ExportFocusEndsWithTheStoresErrorAndRejectsBadRanges) {
+  Start(1, LedgerAdminService::Options());
+  const int64_t day0 = 1'736'899'200;
+  {
+    absl::MutexLock lock(&state_->mu);
+    state_->focus_fail_days = {day0 / 86400 + 1};
+  }
+  v1::ExportFocusRequest request;
+  request.set_start_unix_s(day0);
+  request.set_end_unix_s(day0 + 3 * 86400);
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReader<v1::FocusChunk>> reader = stub_->ExportFocus(&ctx, request);
+  v1::FocusChunk chunk;
+  int chunks = 0;
+  while (reader->Read(&chunk)) ++chunks;
+  EXPECT_EQ(chunks, 1);
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  v1::ExportFocusRequest bad;
+  bad.set_start_unix_s(0);
+  grpc::ClientContext ctx2;
+  auto bad_reader = stub_->ExportFocus(&ctx2, bad);
+  while (bad_reader->Read(&chunk)) {
+  }
+  EXPECT_EQ(bad_reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 }  // namespace

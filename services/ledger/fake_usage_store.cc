@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "services/common/status.h"
 #include "services/ledger/usage_event.h"
 
@@ -54,6 +55,23 @@ absl::StatusOr<v1::SpendResponse> FakeUsageStore::QuerySpend(const v1::SpendQuer
   s.last_query = query;
   s.last_timeout = timeout;
   return s.spend_result;
+}
+
+absl::StatusOr<v1::FocusChunk> FakeUsageStore::FocusRecords(const v1::ExportFocusRequest&,
+                                                            int64_t from_unix_s, int64_t to_unix_s,
+                                                            absl::Duration) {
+  State& s = *state_;
+  absl::MutexLock lock(&s.mu);
+  s.focus_calls.emplace_back(from_unix_s, to_unix_s);
+  const int64_t day = from_unix_s / 86400;
+  if (s.focus_fail_days.count(day) > 0) return absl::UnavailableError("database down");
+  v1::FocusChunk chunk;
+  if (s.focus_empty_days.count(day) == 0) {
+    v1::FocusRecord* r = chunk.add_records();
+    r->add_values(absl::StrCat(from_unix_s));
+    r->add_values(absl::StrCat(to_unix_s));
+  }
+  return chunk;
 }
 
 }  // namespace tollgate::ledger

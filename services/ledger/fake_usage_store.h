@@ -9,7 +9,9 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -32,6 +34,11 @@ class FakeUsageStore final : public UsageStore {
     absl::StatusOr<v1::SpendResponse> spend_result ABSL_GUARDED_BY(mu);
     v1::SpendQuery last_query ABSL_GUARDED_BY(mu);
     absl::Duration last_timeout ABSL_GUARDED_BY(mu);
+    // FocusRecords: every [from, to) asked for; days listed in focus_empty_days get no records,
+    // others one record {from, to}; a day in focus_fail_days fails with kUnavailable.
+    std::vector<std::pair<int64_t, int64_t>> focus_calls ABSL_GUARDED_BY(mu);
+    std::set<int64_t> focus_empty_days ABSL_GUARDED_BY(mu);
+    std::set<int64_t> focus_fail_days ABSL_GUARDED_BY(mu);
   };
 
   explicit FakeUsageStore(std::shared_ptr<State> state) : state_(std::move(state)) {}
@@ -40,6 +47,9 @@ class FakeUsageStore final : public UsageStore {
   absl::StatusOr<InsertResult> InsertBatch(const std::vector<v1::UsageEvent>& events) override;
   absl::StatusOr<v1::SpendResponse> QuerySpend(const v1::SpendQuery& query,
                                                absl::Duration timeout) override;
+  absl::StatusOr<v1::FocusChunk> FocusRecords(const v1::ExportFocusRequest& request,
+                                              int64_t from_unix_s, int64_t to_unix_s,
+                                              absl::Duration timeout) override;
 
  private:
   std::shared_ptr<State> state_;

@@ -7,6 +7,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <ctime>
 #include <memory>
@@ -23,9 +24,11 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "services/common/logging.h"
 #include "services/common/metrics.h"
+#include "services/common/money.h"
 #include "services/ledger/admin_service.h"
 #include "services/ledger/ingest_service.h"
 #include "services/ledger/ledger_metrics.h"
+#include "services/ledger/maintenance.h"
 #include "services/ledger/store.h"
 
 ABSL_FLAG(std::string, database_url, "",
@@ -59,6 +62,23 @@ ABSL_FLAG(int, ingest_retry_budget_s, 30,
 ABSL_FLAG(int, drain_timeout_s, 20,
           "On SIGTERM, how long to wait for streams to commit and acknowledge what they read "
           "before cancelling them.");
+ABSL_FLAG(int, partition_months_ahead, 3,
+          "usage_events monthly partitions kept created ahead of the current UTC month (the "
+          "ingest path also creates a missing one on demand).");
+ABSL_FLAG(int, retention_months, 0,
+          "Raw usage events are kept for this many whole UTC months before the current one; "
+          "older monthly partitions are dropped (hourly rollups are kept). 0 keeps everything.");
+ABSL_FLAG(int, maintenance_interval_s, 3600,
+          "Seconds between maintenance passes: partitions ahead, retention, anomaly detection "
+          "over the hours completed since the previous pass.");
+ABSL_FLAG(int, anomaly_baseline_weeks, 4,
+          "Anomaly baseline: mean spend of the same hour of week over this many previous weeks "
+          "(0 disables anomaly detection).");
+ABSL_FLAG(std::string, anomaly_ratio, "3",
+          "An hour's spend per team/feature/model is an anomaly above this multiple of its "
+          "baseline (decimal).");
+ABSL_FLAG(std::string, anomaly_min_usd, "1",
+          "...and at least this many USD (decimal), so tiny amounts never alert.");
 ABSL_FLAG(int, max_batch_bytes, 16 << 20, "Largest ingest batch message accepted, in bytes.");
 
 namespace tollgate::ledger {
@@ -119,6 +139,21 @@ int Run() {
     return Fail("--db_statement_timeout_s must be >= 0");
   }
   if (absl::GetFlag(FLAGS_max_batch_bytes) < 1024) return Fail("--max_batch_bytes must be >= 1024");
+  if (absl::GetFlag(FLAGS_partition_months_ahead) < 0 ||
+      absl::GetFlag(FLAGS_partition_months_ahead) > 120) {
+    return Fail("--partition_months_ahead must be between 0 and 120");
+  }
+  if (absl::GetFlag(FLAGS_retention_months) < 0) return Fail("--retention_months must be >= 0");
+  if (absl::GetFlag(FLAGS_anomaly_baseline_weeks) < 0) {
+    return Fail("--anomaly_baseline_weeks must be >= 0");
+  }
+  if (!ParseUsd(absl::GetFlag(FLAGS_anomaly_ratio)).ok() ||
+      !ParseUsd(absl::GetFlag(FLAGS_anomaly_min_usd)).ok()) {
+    return Fail("--anomaly_ratio and --anomaly_min_usd must be decimal numbers");
+  }
+  if (absl::GetFlag(FLAGS_maintenance_interval_s) < 1) {
+    return Fail("--maintenance_interval_s must be >= 1");
+  }
 
   // Every thread created from here on inherits the mask, so only sigwait sees these signals.
   sigset_t stop_signals;
@@ -164,6 +199,18 @@ int Run() {
   auto registry = std::make_shared<prometheus::Registry>();
   absl::StatusOr<std::unique_ptr<LedgerMetrics>> metrics = LedgerMetrics::Create(*registry);
   if (!metrics.ok()) return Fail(metrics.status().ToString());
+
+  PartitionMaintainer::Options maintenance_options;
+  maintenance_options.months_ahead = absl::GetFlag(FLAGS_partition_months_ahead);
+  maintenance_options.retention_months = absl::GetFlag(FLAGS_retention_months);
+  maintenance_options.interval = absl::Seconds(absl::GetFlag(FLAGS_maintenance_interval_s));
+  maintenance_options.detect_anomalies = absl::GetFlag(FLAGS_anomaly_baseline_weeks) > 0;
+  maintenance_options.anomaly.baseline_weeks =
+      std::max(1, absl::GetFlag(FLAGS_anomaly_baseline_weeks));
+  maintenance_options.anomaly.ratio = absl::GetFlag(FLAGS_anomaly_ratio);
+  maintenance_options.anomaly.min_usd = absl::GetFlag(FLAGS_anomaly_min_usd);
+  PartitionMaintainer maintainer(make_store(), maintenance_options, *registry);
+  maintainer.Start();
 
   std::vector<std::unique_ptr<UsageStore>> writer_stores;
   for (int i = 0; i < writers; ++i) writer_stores.push_back(make_store());
@@ -211,6 +258,7 @@ int Run() {
   admin_server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   ingest.Stop();
   admin.Stop();
+  maintainer.Stop();
   LogInfo("stopped");
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -17,8 +18,13 @@ constexpr std::string_view kTokenSums =
     "COALESCE(sum(cache_write_1h_tokens), 0)::bigint, "
     "COALESCE(sum(output_tokens), 0)::bigint, "
     "COALESCE(sum(reasoning_tokens), 0)::bigint";
-// NUMERIC sums are exact; the cast pins the text to 12 fractional digits.
-constexpr std::string_view kCostSum = "COALESCE(sum(cost_usd), 0)::numeric(38,12)::text";
+// An event's effective cost: its stored cost plus every repricing delta (usage_corrections).
+// Rollups already include the deltas.
+constexpr std::string_view kEventsWithCorrections =
+    "usage_events LEFT JOIN (SELECT event_id AS corrected_event_id, sum(delta_usd) AS "
+    "correction_usd FROM usage_corrections GROUP BY 1) corrections "
+    "ON corrections.corrected_event_id = usage_events.event_id";
+constexpr std::string_view kEventCost = "(cost_usd + COALESCE(correction_usd, 0))";
 
 absl::Status UnknownDimension(std::string_view what, const std::string& name) {
   return absl::InvalidArgumentError(absl::StrCat(
@@ -59,6 +65,17 @@ absl::StatusOr<std::string> DimensionExpr(const std::string& name, std::string_v
 
 }  // namespace
 
+std::string MakePageToken(int64_t offset) { return absl::StrCat("o", offset); }
+
+absl::StatusOr<int64_t> ParsePageToken(const std::string& token) {
+  int64_t offset = 0;
+  if (token.size() < 2 || token[0] != 'o' || !absl::SimpleAtoi(token.substr(1), &offset) ||
+      offset < 0 || token.find_first_not_of("0123456789", 1) != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("bad page_token \"", token, "\""));
+  }
+  return offset;
+}
+
 const std::vector<std::string>& SpendDimensions() {
   static const auto* const kDimensions = new std::vector<std::string>{
       "team",           "feature",         "customer",          "api_key_id",
@@ -67,7 +84,18 @@ const std::vector<std::string>& SpendDimensions() {
   return *kDimensions;
 }
 
-absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query) {
+bool CanUseRollups(const v1::SpendQuery& query) {
+  auto is_tag = [](const std::string& d) { return d.rfind(kTagDimensionPrefix, 0) == 0; };
+  for (const std::string& d : query.group_by()) {
+    if (is_tag(d)) return false;
+  }
+  for (const auto& [d, v] : query.filters()) {
+    if (is_tag(d)) return false;
+  }
+  return query.start_unix_s() % 3600 == 0 && query.end_unix_s() % 3600 == 0;
+}
+
+absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query, SpendSource source) {
   if (query.start_unix_s() < 0 || query.start_unix_s() > kMaxQueryUnixS) {
     return absl::InvalidArgumentError(
         absl::StrCat("start_unix_s ", query.start_unix_s(), " is out of range"));
@@ -83,6 +111,16 @@ absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query) {
   if (query.limit() < 0) {
     return absl::InvalidArgumentError(absl::StrCat("limit ", query.limit(), " is negative"));
   }
+  if (query.page_size() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size ", query.page_size(), " is negative"));
+  }
+  int64_t offset = 0;
+  if (!query.page_token().empty()) {
+    absl::StatusOr<int64_t> parsed = ParsePageToken(query.page_token());
+    if (!parsed.ok()) return parsed.status();
+    offset = *parsed;
+  }
   std::string_view bucket_unit;
   switch (query.bucket()) {
     case v1::BUCKET_NONE:
@@ -93,22 +131,44 @@ absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query) {
     case v1::BUCKET_DAY:
       bucket_unit = "day";
       break;
+    case v1::BUCKET_WEEK:
+      bucket_unit = "week";
+      break;
+    case v1::BUCKET_MONTH:
+      bucket_unit = "month";
+      break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("unknown bucket ", query.bucket()));
   }
 
   SpendSql out;
+  const bool can_use_rollups = CanUseRollups(query);
+  if (source == SpendSource::kRollups && !can_use_rollups) {
+    return absl::InvalidArgumentError(
+        "spend query cannot use rollups: it has a tag dimension or a bound not on a whole hour");
+  }
+  out.from_rollups =
+      source == SpendSource::kRollups || (source == SpendSource::kAuto && can_use_rollups);
+  // Rollup rows carry the same dimension and sum column names as usage_events.
+  const std::string ts = out.from_rollups ? "hour" : "ts";
+  const std::string table =
+      out.from_rollups ? "usage_rollups_hourly" : std::string(kEventsWithCorrections);
+  const std::string cost = out.from_rollups ? "cost_usd" : std::string(kEventCost);
+  // NUMERIC sums are exact; the cast pins the text to 12 fractional digits.
+  const std::string cost_sum = absl::StrCat("COALESCE(sum(", cost, "), 0)::numeric(38,12)::text");
+  const std::string count =
+      out.from_rollups ? "COALESCE(sum(requests), 0)::bigint" : "count(*)::bigint";
   // The WHERE clause comes first so that its parameters are $1..$k in both statements; the
   // grouped statement's own parameters (tag keys) follow.
   std::vector<std::string> conditions;
   std::vector<std::string>& params = out.rows_params;
   if (query.start_unix_s() != 0) {
     conditions.push_back(absl::StrCat(
-        "ts >= to_timestamp(", Bind(params, absl::StrCat(query.start_unix_s())), "::bigint)"));
+        ts, " >= to_timestamp(", Bind(params, absl::StrCat(query.start_unix_s())), "::bigint)"));
   }
   // end 0 means "now"; no event is recorded in the future, so it needs no bound.
   if (query.end_unix_s() != 0) {
-    conditions.push_back(absl::StrCat("ts < to_timestamp(",
+    conditions.push_back(absl::StrCat(ts, " < to_timestamp(",
                                       Bind(params, absl::StrCat(query.end_unix_s())), "::bigint)"));
   }
   // Sorted so that the SQL text does not depend on the map's iteration order.
@@ -142,7 +202,7 @@ absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query) {
   out.bucketed = !bucket_unit.empty();
   if (out.bucketed) {
     select.push_back(absl::StrCat("extract(epoch FROM date_trunc('", std::string(bucket_unit),
-                                  "', ts, 'UTC'))::bigint"));
+                                  "', ", ts, ", 'UTC'))::bigint"));
   }
   const size_t keys = select.size();
   std::vector<std::string> ordinals;
@@ -151,20 +211,31 @@ absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query) {
   std::string& sql = out.rows_sql;
   sql = "SELECT ";
   for (const std::string& s : select) absl::StrAppend(&sql, s, ", ");
-  absl::StrAppend(&sql, "count(*)::bigint, ", std::string(kTokenSums), ", ", std::string(kCostSum),
-                  " FROM usage_events", where);
+  absl::StrAppend(&sql, count, ", ", std::string(kTokenSums), ", ", cost_sum, " FROM ", table,
+                  where);
   if (keys > 0) {
     absl::StrAppend(&sql, " GROUP BY ", absl::StrJoin(ordinals, ", "));
   } else {
     // Without GROUP BY an aggregate yields one row even over no events; report none instead.
     absl::StrAppend(&sql, " HAVING count(*) > 0");
   }
-  absl::StrAppend(&sql, " ORDER BY sum(cost_usd) DESC");
+  absl::StrAppend(&sql, " ORDER BY sum(", cost, ") DESC");
   for (const std::string& o : ordinals) absl::StrAppend(&sql, ", ", o);
-  if (query.limit() > 0) absl::StrAppend(&sql, " LIMIT ", query.limit());
+  // Pages are windows of the ordered rows (offset tokens); one extra row tells whether another
+  // page follows. The order is total (cost, then every key), so pages do not overlap.
+  out.offset = offset;
+  out.page_size = query.page_size();
+  int64_t fetch = -1;  // -1: no LIMIT
+  if (query.page_size() > 0) fetch = int64_t{query.page_size()} + 1;
+  if (query.limit() > 0) {
+    const int64_t left = std::max<int64_t>(0, int64_t{query.limit()} - offset);
+    fetch = fetch < 0 ? left : std::min(fetch, left);
+  }
+  if (fetch >= 0) absl::StrAppend(&sql, " LIMIT ", fetch);
+  if (offset > 0) absl::StrAppend(&sql, " OFFSET ", offset);
 
-  out.total_sql = absl::StrCat("SELECT count(*)::bigint, ", std::string(kTokenSums), ", ",
-                               std::string(kCostSum), " FROM usage_events", where);
+  out.total_sql = absl::StrCat("SELECT ", count, ", ", std::string(kTokenSums), ", ", cost_sum,
+                               " FROM ", table, where);
   return out;
 }
 

@@ -29,6 +29,14 @@ inline constexpr std::string_view kTagDimensionPrefix = "tag:";
 // Latest accepted query bound: 9999-12-31T23:59:59Z.
 inline constexpr int64_t kMaxQueryUnixS = 253'402'300'799;
 
+// Where a spend query reads from. kAuto picks the hourly rollups when they give the same answer
+// as the raw events: no tag dimension in group_by or filters, and start and end on whole UTC hours
+// (0 counts as aligned); raw usage_events otherwise.
+enum class SpendSource { kAuto, kEvents, kRollups };
+
+// True when `query` can be answered from usage_rollups_hourly.
+bool CanUseRollups(const v1::SpendQuery& query);
+
 struct SpendSql {
   // Columns, in order: one text column per group_by entry; bucket start (bigint, Unix seconds)
   // when `bucketed`; requests (bigint); input, cached input, cache write 5m, cache write 1h,
@@ -41,11 +49,21 @@ struct SpendSql {
   std::vector<std::string> total_params;
   int group_columns = 0;
   bool bucketed = false;
+  bool from_rollups = false;  // reads usage_rollups_hourly
+  // Paging: rows_sql skips `offset` rows and, when page_size > 0, returns at most page_size + 1
+  // (a row beyond page_size means another page follows).
+  int64_t offset = 0;
+  int32_t page_size = 0;
 };
+
+// Opaque page tokens (an offset into the ordered rows). Errors: kInvalidArgument.
+std::string MakePageToken(int64_t offset);
+absl::StatusOr<int64_t> ParsePageToken(const std::string& token);
 
 // Errors: kInvalidArgument for an unknown or repeated dimension (the message lists the valid
 // ones), an empty tag key, a filter value with NUL, negative or out-of-range times, end <= start,
-// a negative limit, or an unknown bucket.
-absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query);
+// a negative limit, or an unknown bucket; kRollups for a query that cannot use them.
+absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query,
+                                       SpendSource source = SpendSource::kAuto);
 
 }  // namespace tollgate::ledger

@@ -18,25 +18,31 @@ v1::SpendQuery Query(std::vector<std::string> group_by) {
   return q;
 }
 
+// The raw-events SQL (the default picks rollups for hour-aligned, tag-free queries).
+absl::StatusOr<SpendSql> BuildRaw(const v1::SpendQuery& q) {
+  return BuildSpendSql(q, SpendSource::kEvents);
+}
+
 TEST(BuildSpendSqlTest, GroupsByWhitelistedColumns) {
   v1::SpendQuery q = Query({"team", "feature"});
   q.set_start_unix_s(1'700'000'000);
   q.set_end_unix_s(1'700'086'400);
-  absl::StatusOr<SpendSql> sql = BuildSpendSql(q);
+  absl::StatusOr<SpendSql> sql = BuildRaw(q);
   ASSERT_TRUE(sql.ok()) << sql.status();
   EXPECT_EQ(sql->group_columns, 2);
   EXPECT_FALSE(sql->bucketed);
   EXPECT_THAT(sql->rows_sql, HasSubstr("SELECT team, feature, count(*)"));
   EXPECT_THAT(sql->rows_sql, HasSubstr("GROUP BY 1, 2"));
-  EXPECT_THAT(sql->rows_sql, HasSubstr("ORDER BY sum(cost_usd) DESC, 1, 2"));
+  EXPECT_THAT(sql->rows_sql,
+              HasSubstr("ORDER BY sum((cost_usd + COALESCE(correction_usd, 0))) DESC, 1, 2"));
   EXPECT_THAT(sql->rows_sql, HasSubstr("::numeric(38,12)::text"));
   EXPECT_THAT(sql->rows_params, ElementsAre("1700000000", "1700086400"));
   EXPECT_EQ(sql->total_params, sql->rows_params);
-  EXPECT_THAT(sql->total_sql, Not(HasSubstr("GROUP BY")));
+  EXPECT_THAT(sql->total_sql, Not(HasSubstr("GROUP BY 1, 2")));
 }
 
 TEST(BuildSpendSqlTest, RejectsUnknownDimensionListingValidOnes) {
-  absl::StatusOr<SpendSql> sql = BuildSpendSql(Query({"team", "password"}));
+  absl::StatusOr<SpendSql> sql = BuildRaw(Query({"team", "password"}));
   ASSERT_EQ(sql.status().code(), absl::StatusCode::kInvalidArgument);
   const std::string message(sql.status().message());
   EXPECT_THAT(message, HasSubstr("\"password\""));
@@ -45,24 +51,23 @@ TEST(BuildSpendSqlTest, RejectsUnknownDimensionListingValidOnes) {
 }
 
 TEST(BuildSpendSqlTest, RejectsSqlInDimensionNames) {
-  EXPECT_EQ(BuildSpendSql(Query({"team; DROP TABLE usage_events"})).status().code(),
+  EXPECT_EQ(BuildRaw(Query({"team; DROP TABLE usage_events"})).status().code(),
             absl::StatusCode::kInvalidArgument);
   v1::SpendQuery q;
   (*q.mutable_filters())["1=1 OR team"] = "x";
-  EXPECT_EQ(BuildSpendSql(q).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildRaw(q).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(BuildSpendSqlTest, RejectsRepeatedAndEmptyTagDimensions) {
-  EXPECT_EQ(BuildSpendSql(Query({"team", "team"})).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(BuildSpendSql(Query({"tag:"})).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildRaw(Query({"team", "team"})).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildRaw(Query({"tag:"})).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(BuildSpendSqlTest, BindsFilterValuesAndTagKeysAsParameters) {
   v1::SpendQuery q = Query({"tag:project"});
   (*q.mutable_filters())["team"] = "o'brien'; DROP TABLE usage_events; --";
   (*q.mutable_filters())["tag:env"] = "prod";
-  absl::StatusOr<SpendSql> sql = BuildSpendSql(q);
+  absl::StatusOr<SpendSql> sql = BuildRaw(q);
   ASSERT_TRUE(sql.ok()) << sql.status();
   EXPECT_THAT(sql->rows_sql, Not(HasSubstr("o'brien")));
   EXPECT_THAT(sql->rows_sql, Not(HasSubstr("project")));
@@ -80,25 +85,25 @@ TEST(BuildSpendSqlTest, BindsFilterValuesAndTagKeysAsParameters) {
 TEST(BuildSpendSqlTest, RejectsNulInFilterValue) {
   v1::SpendQuery q;
   (*q.mutable_filters())["team"] = std::string("a\0", 2);
-  EXPECT_EQ(BuildSpendSql(q).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildRaw(q).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(BuildSpendSqlTest, BucketsInUtc) {
   v1::SpendQuery q = Query({"team"});
   q.set_bucket(v1::BUCKET_DAY);
-  absl::StatusOr<SpendSql> sql = BuildSpendSql(q);
+  absl::StatusOr<SpendSql> sql = BuildRaw(q);
   ASSERT_TRUE(sql.ok());
   EXPECT_TRUE(sql->bucketed);
   EXPECT_THAT(sql->rows_sql, HasSubstr("date_trunc('day', ts, 'UTC')"));
   EXPECT_THAT(sql->rows_sql, HasSubstr("GROUP BY 1, 2"));
   q.set_bucket(v1::BUCKET_HOUR);
-  EXPECT_THAT(BuildSpendSql(q)->rows_sql, HasSubstr("date_trunc('hour', ts, 'UTC')"));
+  EXPECT_THAT(BuildRaw(q)->rows_sql, HasSubstr("date_trunc('hour', ts, 'UTC')"));
   q.set_bucket(static_cast<v1::Bucket>(7));
-  EXPECT_EQ(BuildSpendSql(q).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildRaw(q).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(BuildSpendSqlTest, UngroupedQueryReturnsNoRowForNoEvents) {
-  absl::StatusOr<SpendSql> sql = BuildSpendSql(v1::SpendQuery());
+  absl::StatusOr<SpendSql> sql = BuildRaw(v1::SpendQuery());
   ASSERT_TRUE(sql.ok());
   EXPECT_THAT(sql->rows_sql, HasSubstr("HAVING count(*) > 0"));
   EXPECT_THAT(sql->rows_sql, Not(HasSubstr("WHERE")));
@@ -108,31 +113,57 @@ TEST(BuildSpendSqlTest, UngroupedQueryReturnsNoRowForNoEvents) {
 TEST(BuildSpendSqlTest, AppliesLimit) {
   v1::SpendQuery q = Query({"customer"});
   q.set_limit(10);
-  EXPECT_THAT(BuildSpendSql(q)->rows_sql, HasSubstr(" LIMIT 10"));
+  EXPECT_THAT(BuildRaw(q)->rows_sql, HasSubstr(" LIMIT 10"));
   q.set_limit(-1);
-  EXPECT_EQ(BuildSpendSql(q).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildRaw(q).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(BuildSpendSqlTest, ValidatesTimeRange) {
   v1::SpendQuery q;
   q.set_start_unix_s(100);
   q.set_end_unix_s(100);
-  EXPECT_EQ(BuildSpendSql(q).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildRaw(q).status().code(), absl::StatusCode::kInvalidArgument);
   q.set_end_unix_s(50);
-  EXPECT_EQ(BuildSpendSql(q).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildRaw(q).status().code(), absl::StatusCode::kInvalidArgument);
   q.set_start_unix_s(-1);
   q.set_end_unix_s(0);
-  EXPECT_EQ(BuildSpendSql(q).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildRaw(q).status().code(), absl::StatusCode::kInvalidArgument);
   q.set_start_unix_s(0);
   q.set_end_unix_s(kMaxQueryUnixS + 1);
-  EXPECT_EQ(BuildSpendSql(q).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildRaw(q).status().code(), absl::StatusCode::kInvalidArgument);
   // end 0 = now: only a lower bound.
   q.set_start_unix_s(100);
   q.set_end_unix_s(0);
-  absl::StatusOr<SpendSql> sql = BuildSpendSql(q);
+  absl::StatusOr<SpendSql> sql = BuildRaw(q);
   ASSERT_TRUE(sql.ok());
   EXPECT_THAT(sql->rows_sql, HasSubstr("ts >= to_timestamp($1::bigint)"));
   EXPECT_THAT(sql->rows_sql, Not(HasSubstr("ts <")));
+}
+
+TEST(BuildSpendSqlTest, AutoUsesRollupsOnlyForHourAlignedTagFreeQueries) {
+  v1::SpendQuery q = Query({"team"});
+  q.set_start_unix_s(1'700'000'000 - 1'700'000'000 % 3600);
+  q.set_end_unix_s(q.start_unix_s() + 86400);
+  absl::StatusOr<SpendSql> rollups = BuildSpendSql(q);
+  ASSERT_TRUE(rollups.ok()) << rollups.status();
+  EXPECT_TRUE(rollups->from_rollups);
+  EXPECT_THAT(rollups->rows_sql, HasSubstr("FROM usage_rollups_hourly"));
+  EXPECT_THAT(rollups->rows_sql, HasSubstr("sum(requests)"));
+  EXPECT_THAT(rollups->total_sql, HasSubstr("FROM usage_rollups_hourly"));
+
+  v1::SpendQuery unaligned = q;
+  unaligned.set_end_unix_s(unaligned.end_unix_s() + 1);
+  EXPECT_FALSE(BuildSpendSql(unaligned)->from_rollups);
+  EXPECT_EQ(BuildSpendSql(unaligned, SpendSource::kRollups).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  v1::SpendQuery tagged = q;
+  (*tagged.mutable_filters())["tag:project"] = "x";
+  EXPECT_FALSE(BuildSpendSql(tagged)->from_rollups);
+  v1::SpendQuery tag_group = Query({"tag:project"});
+  EXPECT_FALSE(BuildSpendSql(tag_group)->from_rollups);
+  EXPECT_THAT(BuildSpendSql(tag_group)->rows_sql, HasSubstr("FROM usage_events"));
+  EXPECT_FALSE(BuildSpendSql(q, SpendSource::kEvents)->from_rollups);
 }
 
 }  // namespace

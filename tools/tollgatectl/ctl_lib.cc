@@ -74,8 +74,25 @@ std::string RenderAligned(const std::vector<std::vector<std::string>>& rows,
 
 std::string FormatBucket(int64_t unix_s, v1::Bucket bucket) {
   const absl::Time t = absl::FromUnixSeconds(unix_s);
-  if (bucket == v1::BUCKET_DAY) return absl::FormatTime("%Y-%m-%d", t, absl::UTCTimeZone());
+  if (bucket == v1::BUCKET_DAY || bucket == v1::BUCKET_WEEK) {
+    return absl::FormatTime("%Y-%m-%d", t, absl::UTCTimeZone());
+  }
+  if (bucket == v1::BUCKET_MONTH) return absl::FormatTime("%Y-%m", t, absl::UTCTimeZone());
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone());
+}
+
+// Whether the ledger filled the derived columns (an older ledger does not): only then are they
+// shown in tables and CSV, so that output from older ledgers keeps its shape.
+bool HasDerivedColumns(const v1::SpendResponse& response) {
+  auto has = [](const v1::SpendRow& r) {
+    return !r.cost_per_request_usd().empty() || !r.share_of_total().empty() ||
+           !r.cost_per_1k_tokens_usd().empty();
+  };
+  if (has(response.total())) return true;
+  for (const v1::SpendRow& r : response.rows()) {
+    if (has(r)) return true;
+  }
+  return false;
 }
 
 std::vector<std::string> SpendHeader(const v1::SpendResponse& response, v1::Bucket bucket) {
@@ -85,6 +102,12 @@ std::vector<std::string> SpendHeader(const v1::SpendResponse& response, v1::Buck
   for (const char* c :
        {"requests", "input", "cached_input", "cache_write", "output", "reasoning", "cost_usd"}) {
     header.push_back(c);
+  }
+  if (HasDerivedColumns(response)) {
+    for (const char* c : {"per_1k_tokens", "per_request", "share"}) header.push_back(c);
+  }
+  if (response.previous_end_unix_s() != 0) {
+    for (const char* c : {"previous_cost_usd", "change_usd", "change"}) header.push_back(c);
   }
   return header;
 }
@@ -114,6 +137,16 @@ std::vector<std::string> SpendCells(const v1::SpendRow& row, const v1::SpendResp
   cells.push_back(absl::StrCat(t.output_tokens()));
   cells.push_back(absl::StrCat(t.reasoning_tokens()));
   cells.push_back(row.cost_usd().empty() ? "0" : row.cost_usd());
+  if (HasDerivedColumns(response)) {
+    cells.push_back(row.cost_per_1k_tokens_usd());
+    cells.push_back(row.cost_per_request_usd());
+    cells.push_back(row.share_of_total());
+  }
+  if (response.previous_end_unix_s() != 0) {
+    cells.push_back(row.previous_cost_usd());
+    cells.push_back(row.change_usd());
+    cells.push_back(row.change_ratio());
+  }
   return cells;
 }
 
@@ -139,6 +172,16 @@ json::object SpendRowJson(const v1::SpendRow& row, const v1::SpendResponse& resp
   o["output"] = t.output_tokens();
   o["reasoning"] = t.reasoning_tokens();
   o["cost_usd"] = row.cost_usd().empty() ? "0" : row.cost_usd();
+  // Exact decimal strings ("" when undefined: no tokens, no requests, zero total).
+  o["cost_per_1k_tokens_usd"] = row.cost_per_1k_tokens_usd();
+  o["cost_per_request_usd"] = row.cost_per_request_usd();
+  o["share_of_total"] = row.share_of_total();
+  if (response.previous_end_unix_s() != 0) {
+    o["previous_cost_usd"] = row.previous_cost_usd();
+    o["previous_requests"] = row.previous_requests();
+    o["change_usd"] = row.change_usd();
+    o["change_ratio"] = row.change_ratio();
+  }
   return o;
 }
 
@@ -174,14 +217,21 @@ constexpr std::string_view kSpendHelp =
     "  --since=WHEN             Start, inclusive: a duration back from now (30m, 24h, 7d),\n"
     "                           an RFC 3339 time, or a date YYYY-MM-DD (UTC). Default: all time\n"
     "  --until=WHEN             End, exclusive (same forms, or 'now'). Default: now\n"
-    "  --bucket=hour|day|none   Split rows into UTC time buckets (default none)\n"
+    "  --bucket=hour|day|week|month|none  Split rows into UTC time buckets (default none;\n"
+    "                           weeks start Monday)\n"
     "  --filter=DIM=VALUE       Only events whose dimension equals VALUE (repeatable)\n"
-    "  --limit=N                At most N rows (default 0: all)\n"
+    "  --limit=N, --top=N       At most N rows, highest cost first (default 0: all)\n"
+    "  --compare                Also show the previous period of equal length and the change\n"
+    "                           (needs --since)\n"
+    "  --page-size=N            At most N rows per page; prints next_page_token to continue\n"
+    "  --page-token=TOKEN       Continue from a previous page\n"
     "  --format=table|json|csv  Output format (default table)\n"
     "\n"
     "Columns: [bucket] [dimensions] requests input cached_input cache_write output reasoning\n"
-    "cost_usd. Token columns are counts (cached_input and cache_write are part of input;\n"
-    "reasoning is part of output); cost_usd is exact, in USD.\n"
+    "cost_usd per_1k_tokens per_request share [previous_cost_usd change_usd change]. Token\n"
+    "columns are counts (cached_input and cache_write are part of input; reasoning is part of\n"
+    "output); cost_usd is exact, in USD; per_1k_tokens (per 1000 input+output tokens) and\n"
+    "per_request are rounded to 12 decimals, share and change (ratios) to 6.\n"
     "\n"
     "Example: tollgatectl spend --group-by team,feature --since 7d --bucket day\n";
 
@@ -329,6 +379,8 @@ absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, c
     if (flag.name.empty()) return Invalid(absl::StrCat("bad flag '", arg, "'"));
     if (eq != std::string_view::npos) {
       flag.value = std::string(body.substr(eq + 1));
+    } else if (flag.name == "compare") {
+      flag.value = "true";  // the only flag without a value
     } else if (i + 1 < args.size()) {
       flag.value = args[++i];
     } else {
@@ -402,16 +454,34 @@ absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, c
         cmd.spend_query.set_bucket(v1::BUCKET_HOUR);
       } else if (f.value == "day") {
         cmd.spend_query.set_bucket(v1::BUCKET_DAY);
+      } else if (f.value == "week") {
+        cmd.spend_query.set_bucket(v1::BUCKET_WEEK);
+      } else if (f.value == "month") {
+        cmd.spend_query.set_bucket(v1::BUCKET_MONTH);
       } else if (f.value == "none") {
         cmd.spend_query.set_bucket(v1::BUCKET_NONE);
       } else {
-        return Invalid(absl::StrCat("bad --bucket '", f.value, "' (use hour, day or none)"));
+        return Invalid(
+            absl::StrCat("bad --bucket '", f.value, "' (use hour, day, week, month or none)"));
       }
+    } else if (cmd.kind == Command::Kind::kSpend && f.name == "compare") {
+      if (f.value != "true" && f.value != "false") {
+        return Invalid(absl::StrCat("bad --compare '", f.value, "' (true or false)"));
+      }
+      cmd.spend_query.set_compare_previous(f.value == "true");
+    } else if (cmd.kind == Command::Kind::kSpend && f.name == "page-size") {
+      int64_t n = 0;
+      if (!ParseInt64(f.value, n) || n < 0 || n > std::numeric_limits<int32_t>::max()) {
+        return Invalid(absl::StrCat("bad --page-size '", f.value, "' (a non-negative integer)"));
+      }
+      cmd.spend_query.set_page_size(static_cast<int32_t>(n));
+    } else if (cmd.kind == Command::Kind::kSpend && f.name == "page-token") {
+      cmd.spend_query.set_page_token(f.value);
     } else if (cmd.kind == Command::Kind::kSpend && f.name == "filter") {
       auto filter = ParseFilter(f.value);
       if (!filter.ok()) return filter.status();
       (*cmd.spend_query.mutable_filters())[filter->first] = filter->second;
-    } else if (cmd.kind == Command::Kind::kSpend && f.name == "limit") {
+    } else if (cmd.kind == Command::Kind::kSpend && (f.name == "limit" || f.name == "top")) {
       int64_t n = 0;
       if (!ParseInt64(f.value, n) || n < 0 || n > std::numeric_limits<int32_t>::max()) {
         return Invalid(absl::StrCat("bad --limit '", f.value, "' (a non-negative integer)"));
@@ -428,6 +498,7 @@ absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, c
     if (since) cmd.spend_query.set_start_unix_s(*since);
     if (until) cmd.spend_query.set_end_unix_s(*until);
     if (since && until && *since >= *until) return Invalid("--since must be before --until");
+    if (cmd.spend_query.compare_previous() && !since) return Invalid("--compare needs --since");
   }
   return cmd;
 }
@@ -471,7 +542,11 @@ std::string RenderSpendTable(const v1::SpendResponse& response, v1::Bucket bucke
     }
     right.insert(right.begin(), false);
   }
-  return RenderAligned(rows, right, total_index);
+  std::string out = RenderAligned(rows, right, total_index);
+  if (!response.next_page_token().empty()) {
+    absl::StrAppend(&out, "more rows: --page-token=", response.next_page_token(), "\n");
+  }
+  return out;
 }
 
 std::string RenderSpendCsv(const v1::SpendResponse& response, v1::Bucket bucket) {
@@ -495,7 +570,17 @@ std::string RenderSpendJson(const v1::SpendResponse& response, v1::Bucket bucket
   json::array group_by;
   for (const auto& dim : response.group_by()) group_by.emplace_back(dim);
   root["group_by"] = std::move(group_by);
-  if (bucket != v1::BUCKET_NONE) root["bucket"] = bucket == v1::BUCKET_HOUR ? "hour" : "day";
+  if (bucket != v1::BUCKET_NONE) {
+    root["bucket"] = bucket == v1::BUCKET_HOUR   ? "hour"
+                     : bucket == v1::BUCKET_DAY  ? "day"
+                     : bucket == v1::BUCKET_WEEK ? "week"
+                                                 : "month";
+  }
+  if (!response.next_page_token().empty()) root["next_page_token"] = response.next_page_token();
+  if (response.previous_end_unix_s() != 0) {
+    root["previous_start_unix_s"] = response.previous_start_unix_s();
+    root["previous_end_unix_s"] = response.previous_end_unix_s();
+  }
   json::array rows;
   for (const auto& row : response.rows())
     rows.emplace_back(SpendRowJson(row, response, bucket, false));

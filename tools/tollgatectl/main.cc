@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "tools/tollgatectl/ctl_lib.h"
 #include "tools/tollgatectl/ctl_rpc.h"
+#include "tools/tollgatectl/ledger_cmds.h"
 #include "tools/tollgatectl/route_cmd.h"
 
 int main(int argc, char** argv) {
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
     return std::string(v);
   };
   if (ctl::IsRouteCommand(args)) return ctl::RunRouteCommand(args, env, std::cout, std::cerr);
+  if (ctl::IsLedgerCommand(args)) return ctl::RunLedgerCommand(args, env, std::cout, std::cerr);
   auto command = ctl::ParseCommandLine(args, env, absl::Now());
   if (!command.ok()) {
     // Show the help of the command being typed, if any.
@@ -29,12 +31,14 @@ int main(int argc, char** argv) {
       if (a == "spend" || a == "catalog") topic = a;
     }
     std::cerr << "tollgatectl: " << command.status().message() << "\n\n" << ctl::Usage(topic);
-    if (topic.empty()) std::cerr << "\n" << ctl::RouteCommandsOverview();
+    if (topic.empty()) {
+      std::cerr << "\n" << ctl::RouteCommandsOverview() << "\n" << ctl::LedgerCommandsOverview();
+    }
     return 2;
   }
   const int code = ctl::RunCommand(*command, std::cout, std::cerr);
   if (command->kind == ctl::Command::Kind::kHelp && command->help_topic.empty()) {
-    std::cout << "\n" << ctl::RouteCommandsOverview();
+    std::cout << "\n" << ctl::RouteCommandsOverview() << "\n" << ctl::LedgerCommandsOverview();
   }
   return code;
 }

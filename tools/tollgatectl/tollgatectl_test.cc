@@ -142,7 +142,7 @@ TEST(ParseCommandLineTest, UsageErrors) {
       {"spend", "--colour=red"},
       {"catalog", "--group-by=team"},
       {"catalog", "--format=csv"},
-      {"spend", "--bucket=week"},
+      {"spend", "--bucket=year"},
       {"spend", "--limit=-1"},
       {"spend", "--since"},
       {"spend", "--since=1d", "--until=2d"},
@@ -291,6 +291,57 @@ TEST(RpcErrorLineTest, OneLine) {
   EXPECT_EQ(RpcErrorLine("ledger", "127.0.0.1:7004", 14, "failed to connect\nto all addresses"),
             "tollgatectl: ledger at 127.0.0.1:7004: UNAVAILABLE: failed to connect to all "
             "addresses");
+}
+
+TEST(SpendApiFlagsTest, ParsesNewSpendFlags) {
+  auto cmd = Parse({"spend", "--since=7d", "--bucket=week", "--compare", "--top=5", "--page-size=2",
+                    "--page-token=o2", "--group-by=tag:project"});
+  ASSERT_TRUE(cmd.ok()) << cmd.status();
+  EXPECT_EQ(cmd->spend_query.bucket(), v1::BUCKET_WEEK);
+  EXPECT_TRUE(cmd->spend_query.compare_previous());
+  EXPECT_EQ(cmd->spend_query.limit(), 5);
+  EXPECT_EQ(cmd->spend_query.page_size(), 2);
+  EXPECT_EQ(cmd->spend_query.page_token(), "o2");
+  EXPECT_EQ(Parse({"spend", "--bucket=month"})->spend_query.bucket(), v1::BUCKET_MONTH);
+  EXPECT_EQ(Parse({"spend", "--compare"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"spend", "--since=1d", "--page-size=-1"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SpendApiFlagsTest, RendersDerivedAndComparisonColumns) {
+  v1::SpendResponse r;
+  r.add_group_by("team");
+  v1::SpendRow* row = r.add_rows();
+  row->add_group_values("search");
+  row->set_requests(2);
+  row->set_cost_usd("0.300000000000");
+  row->set_cost_per_request_usd("0.150000000000");
+  row->set_cost_per_1k_tokens_usd("0.010000000000");
+  row->set_share_of_total("1.000000");
+  row->set_previous_cost_usd("0.200000000000");
+  row->set_change_usd("0.100000000000");
+  row->set_change_ratio("0.500000");
+  *r.mutable_total() = *row;
+  r.mutable_total()->clear_group_values();
+  r.set_previous_start_unix_s(100);
+  r.set_previous_end_unix_s(200);
+  r.set_next_page_token("o1");
+  const std::string json = RenderSpendJson(r, v1::BUCKET_NONE);
+  // Old keys stay; new ones are added.
+  for (const char* key :
+       {"\"team\":\"search\"", "\"requests\":2", "\"cost_usd\":\"0.300000000000\"",
+        "\"cost_per_request_usd\":\"0.150000000000\"",
+        "\"cost_per_1k_tokens_usd\":\"0.010000000000\"", "\"share_of_total\":\"1.000000\"",
+        "\"previous_cost_usd\":\"0.200000000000\"", "\"change_usd\":\"0.100000000000\"",
+        "\"change_ratio\":\"0.500000\"", "\"next_page_token\":\"o1\""}) {
+    EXPECT_NE(json.find(key), std::string::npos) << key << " in " << json;
+  }
+  const std::string csv = RenderSpendCsv(r, v1::BUCKET_NONE);
+  EXPECT_EQ(csv.substr(0, csv.find('\r')),
+            "team,requests,input,cached_input,cache_write,output,reasoning,cost_usd,"
+            "per_1k_tokens,per_request,share,previous_cost_usd,change_usd,change");
+  EXPECT_NE(RenderSpendTable(r, v1::BUCKET_NONE).find("more rows: --page-token=o1"),
+            std::string::npos);
 }
 
 }  // namespace

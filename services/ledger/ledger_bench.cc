@@ -1,0 +1,215 @@
+// Ledger benchmark (issue 4 item 9; not a test): ingest throughput into PostgreSQL through
+// PostgresUsageStore::InsertBatch (the path Ledger.Ingest writers use: COPY into staging, then
+// the exactly-once insert with the hourly rollup upsert), and spend-query latency over a month of
+// generated events. Driven by tools/bench/ledger/run.sh, which starts a throw-away PostgreSQL.
+//
+//   ledger_bench --database_url=postgresql://... [--ingest_events=400000] [--writers=2]
+//                [--batch=2000] [--query_events=10000000] [--query_runs=20]
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <pqxx/pqxx>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "services/common/money.h"
+#include "services/ledger/store.h"
+
+ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL (a database the benchmark may fill).");
+ABSL_FLAG(int64_t, ingest_events, 400000, "Events inserted in the ingest phase.");
+ABSL_FLAG(int, writers, 2, "Concurrent writers (one connection each) in the ingest phase.");
+ABSL_FLAG(int, batch, 2000, "Events per InsertBatch.");
+ABSL_FLAG(int64_t, query_events, 10000000, "Events generated with SQL for the query phase.");
+ABSL_FLAG(int, query_runs, 20, "Timed runs of the spend query.");
+
+namespace tollgate::ledger {
+namespace {
+
+v1::UsageEvent MakeEvent(int64_t i, int64_t base_us) {
+  v1::UsageEvent e;
+  e.set_event_id(absl::StrCat("bench-", i));
+  e.set_request_id(absl::StrCat("req-", i));
+  e.set_time_unix_us(base_us + (i % 86400) * 1'000'000 + i % 1'000'000);
+  v1::Attribution* a = e.mutable_attribution();
+  a->set_team(absl::StrCat("team-", i % 20));
+  a->set_feature(absl::StrCat("feature-", i % 10));
+  a->set_api_key_id(absl::StrCat("key-", i % 50));
+  a->set_environment("prod");
+  e.set_endpoint("/v1/chat/completions");
+  e.set_requested_model("gpt-4o");
+  e.set_served_deployment(i % 2 ? "openai-gpt-4o" : "azure-gpt-4o");
+  e.set_provider(i % 2 ? "openai" : "azure");
+  e.set_upstream_model("gpt-4o-2024-08-06");
+  e.set_region("us");
+  e.mutable_usage()->set_input_tokens(500 + i % 3000);
+  e.mutable_usage()->set_cached_input_tokens(i % 400);
+  e.mutable_usage()->set_output_tokens(50 + i % 700);
+  e.mutable_prices()->set_input_pico(2'500'000);
+  e.mutable_prices()->set_cached_input_pico(1'250'000);
+  e.mutable_prices()->set_output_pico(10'000'000);
+  e.mutable_prices()->set_price_card_version("bench");
+  e.set_cost_pico(*PriceUsage(e.usage(), e.prices()));
+  e.set_latency_us(800'000);
+  e.set_http_status(200);
+  return e;
+}
+
+int Run() {
+  const std::string url = absl::GetFlag(FLAGS_database_url);
+  if (url.empty()) {
+    std::fprintf(stderr, "ledger_bench: --database_url is required\n");
+    return 2;
+  }
+  PostgresUsageStore::Options options;
+  options.database_url = url;
+  options.statement_timeout = absl::ZeroDuration();
+  {
+    PostgresUsageStore store(options);
+    if (absl::Status s = store.Migrate(); !s.ok()) {
+      std::fprintf(stderr, "migrate: %s\n", s.ToString().c_str());
+      return 1;
+    }
+  }
+
+  // ---- Ingest: events/s through the exactly-once insert (with rollups). ----
+  const int64_t total = absl::GetFlag(FLAGS_ingest_events);
+  const int writers = absl::GetFlag(FLAGS_writers);
+  const int batch = absl::GetFlag(FLAGS_batch);
+  const int64_t base_us = int64_t{1'735'689'600} * 1'000'000;  // 2025-01-01
+  std::atomic<int64_t> next{0};
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> threads;
+  const absl::Time start = absl::Now();
+  for (int w = 0; w < writers; ++w) {
+    threads.emplace_back([&] {
+      PostgresUsageStore store(options);
+      std::vector<v1::UsageEvent> events;
+      for (;;) {
+        const int64_t first = next.fetch_add(batch);
+        if (first >= total) return;
+        events.clear();
+        for (int64_t i = first; i < std::min(total, first + batch); ++i) {
+          events.push_back(MakeEvent(i, base_us));
+        }
+        absl::StatusOr<InsertResult> r = store.InsertBatch(events);
+        if (!r.ok()) {
+          std::fprintf(stderr, "insert: %s\n", r.status().ToString().c_str());
+          failed = true;
+          return;
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  if (failed) return 1;
+  const double ingest_s = absl::ToDoubleSeconds(absl::Now() - start);
+  std::printf("ingest: %lld events, %d writers, batch %d: %.2f s = %.0f events/s\n",
+              static_cast<long long>(total), writers, batch, ingest_s, total / ingest_s);
+
+  // ---- Query: a month of generated events (2024-03-01 .. 2024-03-31). ----
+  const int64_t n = absl::GetFlag(FLAGS_query_events);
+  const int64_t month_start = 1'709'251'200;  // 2024-03-01T00:00:00Z
+  const int64_t days = 30;
+  try {
+    pqxx::connection c(url);
+    c.set_variable("statement_timeout", "0");
+    c.set_variable("TimeZone", "'UTC'");
+    const absl::Time gen_start = absl::Now();
+    {
+      pqxx::work txn(c);
+      txn.exec_params("SELECT tollgate_ensure_usage_partition(to_timestamp($1::bigint))",
+                      month_start);
+      txn.commit();
+    }
+    // Costs satisfy usage_events_cost_reproducible: (input - cached) * 2.5e6 + cached * 1.25e6 +
+    // output * 1e7 pico-dollars. Spread evenly over 30 days; 20 teams x 10 features x 2
+    // deployments x 50 keys.
+    pqxx::work txn(c);
+    txn.exec_params(
+        "WITH g AS (SELECT i, to_timestamp($2::bigint) + (i % ($3::bigint * 86400)) * "
+        "interval '1 second' AS ts, 500 + i % 3000 AS input, i % 400 AS cached, 50 + i % 700 "
+        "AS output FROM generate_series(1, $1::bigint) i), "
+        "ids AS (INSERT INTO usage_event_ids (event_id, ts) SELECT 'gen-' || i, ts FROM g) "
+        "INSERT INTO usage_events (event_id, ts, team, feature, api_key_id, environment, "
+        "endpoint, requested_model, served_deployment, provider, upstream_model, region, "
+        "input_tokens, cached_input_tokens, output_tokens, price_input_pico, "
+        "price_cached_input_pico, price_output_pico, price_card_version, cost_usd, http_status) "
+        "SELECT 'gen-' || i, ts, 'team-' || (i % 20), 'feature-' || (i % 10), 'key-' || (i % 50), "
+        "'prod', '/v1/chat/completions', 'gpt-4o', "
+        "CASE WHEN i % 2 = 1 THEN 'openai-gpt-4o' ELSE 'azure-gpt-4o' END, "
+        "CASE WHEN i % 2 = 1 THEN 'openai' ELSE 'azure' END, 'gpt-4o-2024-08-06', 'us', "
+        "input, cached, output, 2500000, 1250000, 10000000, 'bench', "
+        "((input - cached)::numeric * 2500000 + cached::numeric * 1250000 + "
+        "output::numeric * 10000000) * 0.000000000001, 200 FROM g",
+        n, month_start, days);
+    txn.exec_params(
+        "INSERT INTO usage_rollups_hourly SELECT date_trunc('hour', ts, 'UTC'), team, feature, "
+        "customer, api_key_id, environment, requested_model, served_deployment, provider, "
+        "upstream_model, region, endpoint, count(*), sum(input_tokens), sum(cached_input_tokens), "
+        "sum(cache_write_5m_tokens), sum(cache_write_1h_tokens), sum(output_tokens), "
+        "sum(reasoning_tokens), sum(cost_usd) FROM usage_events WHERE ts >= to_timestamp($1) "
+        "AND ts < to_timestamp($2) GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12",
+        month_start, month_start + days * 86400);
+    txn.commit();
+    pqxx::nontransaction(c).exec("ANALYZE usage_events; ANALYZE usage_rollups_hourly");
+    const pqxx::row counts = pqxx::nontransaction(c).exec1(
+        "SELECT (SELECT count(*) FROM usage_events), (SELECT count(*) FROM "
+        "usage_rollups_hourly)");
+    std::printf(
+        "generated: %lld events over %lld days in %.1f s (table now %s events, %s "
+        "hourly rollup rows)\n",
+        static_cast<long long>(n), static_cast<long long>(days),
+        absl::ToDoubleSeconds(absl::Now() - gen_start), counts[0].c_str(), counts[1].c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "generate: %s\n", e.what());
+    return 1;
+  }
+
+  PostgresUsageStore store(options);
+  v1::SpendQuery q;
+  q.add_group_by("team");
+  q.add_group_by("feature");
+  q.set_start_unix_s(month_start);
+  q.set_end_unix_s(month_start + days * 86400);
+  auto time_query = [&](SpendSource source, int runs, const char* label) -> int {
+    std::vector<double> ms;
+    v1::SpendResponse last;
+    for (int i = 0; i < runs; ++i) {
+      const absl::Time t0 = absl::Now();
+      absl::StatusOr<v1::SpendResponse> r = store.QuerySpendFrom(q, absl::Minutes(10), source);
+      ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+      if (!r.ok()) {
+        std::fprintf(stderr, "query: %s\n", r.status().ToString().c_str());
+        return 1;
+      }
+      last = *r;
+    }
+    std::sort(ms.begin(), ms.end());
+    std::printf(
+        "spend query (%s, 30 days, group by team,feature -> %d rows, %lld requests, "
+        "%s USD): runs %d, p50 %.1f ms, p95 %.1f ms, max %.1f ms\n",
+        label, last.rows_size(), static_cast<long long>(last.total().requests()),
+        last.total().cost_usd().c_str(), runs, ms[ms.size() / 2],
+        ms[std::min(ms.size() - 1, ms.size() * 95 / 100)], ms.back());
+    return 0;
+  };
+  if (time_query(SpendSource::kAuto, absl::GetFlag(FLAGS_query_runs), "rollups") != 0) return 1;
+  if (time_query(SpendSource::kEvents, 1, "raw events, for comparison") != 0) return 1;
+  return 0;
+}
+
+}  // namespace
+}  // namespace tollgate::ledger
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return tollgate::ledger::Run();
+}
