@@ -86,6 +86,16 @@ void ApiHandler::Handle(std::shared_ptr<HttpSession> session, HttpRequest reques
 
   if (route == kChat) {
     if (method != http::verb::post) return method_not_allowed("POST");
+    if (ledger_ != nullptr && !ledger_->Admitting()) {
+      ledger_->CountRejected();
+      HttpResponse response = ErrorResponse(
+          503, "server_error", "spool_full",
+          "", "The gateway cannot record usage right now (its usage spool is full); retry shortly.",
+          keep_alive);
+      response.set(http::field::retry_after, "5");
+      Finish(*session, std::move(response), route, start);
+      return;
+    }
     chat_->Handle(std::move(session), std::move(request));
     return;
   }

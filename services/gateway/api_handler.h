@@ -32,6 +32,10 @@ class ApiHandler : public HttpHandler {
   void Handle(std::shared_ptr<HttpSession> session, HttpRequest request) override;
   void OnRejected(std::string_view target, int status) override;
 
+  // Optional (call before serving): while `ledger`'s usage spool is full under policy reject,
+  // chat requests get 503 spool_full with retry-after instead of being served unrecorded.
+  void SetLedger(LedgerClient* ledger) { ledger_ = ledger; }
+
   // The bounded "route" label of a request path.
   static std::string_view RouteLabel(std::string_view path);
 
@@ -44,6 +48,7 @@ class ApiHandler : public HttpHandler {
   const KeyStore* const keys_;
   RouterClient* const router_;
   GatewayMetrics* const metrics_;
+  LedgerClient* ledger_ = nullptr;
 };
 
 }  // namespace tollgate::gateway

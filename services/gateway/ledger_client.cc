@@ -52,11 +52,31 @@ LedgerClient::LedgerClient(LedgerClientOptions options, std::shared_ptr<grpc::Ch
       backoff_(options.reconnect_initial_backoff),
       healthy_(true) {
   next_connect_ = Clock::now();
+  if (options_.spool != nullptr) {
+    // Resume after the last acknowledged event of the previous run.
+    spool_next_ = options_.spool->acked_end();
+    spool_acked_persisted_ = spool_next_;
+    absl::MutexLock lock(&mu_);
+    spool_published_end_ = spool_next_;
+    spool_acked_end_ = spool_next_;
+  }
 }
 
 void LedgerClient::Start() {
   if (sender_.joinable() || shut_down_) return;
+  // Each group commit makes new records readable: wake the sender for them.
+  if (options_.spool != nullptr) options_.spool->SetCommitCallback([this] { Wake(); });
   sender_ = std::thread([this] { SenderLoop(); });
+}
+
+void LedgerClient::CountRejected() {
+  if (options_.spool_metrics != nullptr) options_.spool_metrics->AddRejected(1);
+  const uint64_t before = rejected_.fetch_add(1, std::memory_order_relaxed);
+  if (before == 0 || std::bit_width(before) != std::bit_width(before + 1)) {
+    LogError("usage spool full: refusing requests with 503 spool_full",
+             {{"rejected_total", absl::StrCat(before + 1)},
+              {"spool_bytes", absl::StrCat(options_.spool->bytes())}});
+  }
 }
 
 LedgerClient::~LedgerClient() { Shutdown(std::chrono::milliseconds(0)); }
@@ -64,6 +84,13 @@ LedgerClient::~LedgerClient() { Shutdown(std::chrono::milliseconds(0)); }
 bool LedgerClient::Enqueue(std::unique_ptr<v1::UsageEvent> event) {
   if (!accepting_.load(std::memory_order_acquire)) {
     CountDropped(1, "the gateway is shutting down");
+    return false;
+  }
+  if (options_.spool != nullptr) {
+    if (options_.spool->Append(std::move(event)) == Spool::AppendResult::kQueued) return true;
+    // The spool counted and logged the drop; keep the ledger counter meaningful too.
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    if (metrics_ != nullptr) metrics_->AddLedgerEvents("dropped", 1);
     return false;
   }
   if (!queue_.TryPush(std::move(event))) {
@@ -111,9 +138,33 @@ size_t LedgerClient::Shutdown(std::chrono::milliseconds timeout) {
   shut_down_ = true;
   accepting_.store(false, std::memory_order_release);
   flush_deadline_ = Clock::now() + timeout;
+  // Everything appended so far becomes durable (and readable by the sender) first.
+  if (options_.spool != nullptr) options_.spool->Flush(timeout);
   stopping_.store(true, std::memory_order_release);
   Wake();
   if (sender_.joinable()) sender_.join();
+
+  if (options_.spool != nullptr) {
+    options_.spool->SetCommitCallback(nullptr);
+    AcknowledgeSpool();
+    size_t unacked;
+    {
+      absl::MutexLock lock(&mu_);
+      unacked_.clear();
+      unacked_events_ = 0;
+    }
+    unacked = static_cast<size_t>(options_.spool->durable_end() - options_.spool->acked_end());
+    if (unacked > 0) {
+      LogWarn(
+          "usage events not yet acknowledged by the ledger stay in the spool for the next start",
+          {{"events", absl::StrCat(unacked)}, {"spool_dir", options_.spool->dir()}});
+    }
+    if (metrics_ != nullptr) {
+      metrics_->SetLedgerQueueDepth(0);
+      metrics_->SetLedgerUnackedEvents(0);
+    }
+    return unacked;
+  }
 
   size_t lost = 0;
   while (queue_.TryPop()) ++lost;
@@ -148,7 +199,15 @@ void LedgerClient::SenderLoop() {
       room = unacked_events_ >= options_.queue_capacity ? 0
                                                         : options_.queue_capacity - unacked_events_;
     }
-    while (batch.size() < options_.batch_max_events && batch.size() < room) {
+    if (options_.spool != nullptr) {
+      const bool was_empty = batch.empty();
+      const size_t limit = std::min(options_.batch_max_events, room);
+      if (batch.size() < limit && ReadSpool(batch, limit - batch.size()) > 0 && was_empty) {
+        batch_started = Clock::now();
+      }
+    }
+    while (options_.spool == nullptr && batch.size() < options_.batch_max_events &&
+           batch.size() < room) {
       std::optional<std::unique_ptr<v1::UsageEvent>> event = queue_.TryPop();
       if (!event) break;
       if (batch.empty()) batch_started = Clock::now();
@@ -166,7 +225,12 @@ void LedgerClient::SenderLoop() {
         absl::MutexLock lock(&mu_);
         all_acked = unacked_.empty();
       }
-      if ((batch.empty() && queue_.size() == 0 && all_acked) || now >= flush_deadline_) break;
+      const bool spool_drained =
+          options_.spool == nullptr || spool_next_ >= options_.spool->durable_end();
+      if ((batch.empty() && queue_.size() == 0 && all_acked && spool_drained) ||
+          now >= flush_deadline_) {
+        break;
+      }
     }
     if (full) continue;  // more may be waiting right now
     std::chrono::nanoseconds wait = options_.batch_delay;
@@ -179,7 +243,9 @@ void LedgerClient::SenderLoop() {
       sender_idle_.store(true, std::memory_order_relaxed);
       std::atomic_thread_fence(std::memory_order_seq_cst);
       // An event pushed before the flag became visible would not wake us: look once more.
-      if (queue_.size() > 0 && room > 0) {
+      const bool more = options_.spool != nullptr ? spool_next_ < options_.spool->durable_end()
+                                                  : queue_.size() > 0;
+      if (more && room > 0) {
         sender_idle_.store(false, std::memory_order_relaxed);
         continue;
       }
@@ -201,7 +267,14 @@ void LedgerClient::PublishBatch(std::vector<std::unique_ptr<v1::UsageEvent>>& ev
   const size_t n = events.size();
   events.clear();
   absl::MutexLock lock(&mu_);
-  unacked_.emplace(id, PendingBatch{std::move(batch), n});
+  PendingBatch pending{std::move(batch), n};
+  if (options_.spool != nullptr) {
+    pending.spool_begin = batch_spool_begin_;
+    pending.spool_end = spool_next_;
+    pending.oldest_unix_us = batch_oldest_us_;
+    spool_published_end_ = spool_next_;
+  }
+  unacked_.emplace(id, std::move(pending));
   unacked_events_ += n;
   if (call_ != nullptr) MaybeWriteLocked(call_);
 }
@@ -229,7 +302,19 @@ void LedgerClient::Housekeeping(Clock::time_point now, bool stopping) {
       metrics_->SetLedgerQueueDepth(static_cast<double>(queue_.size()));
       metrics_->SetLedgerUnackedEvents(static_cast<double>(unacked_events_));
     }
+    if (options_.spool_metrics != nullptr) {
+      double age = 0;
+      if (!unacked_.empty()) {
+        const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count();
+        age = std::max<double>(
+            0, static_cast<double>(now_us - unacked_.begin()->second.oldest_unix_us) / 1e6);
+      }
+      options_.spool_metrics->SetOldestUnackedAge(age);
+    }
   }
+  if (options_.spool != nullptr) AcknowledgeSpool();
   if (to_cancel != nullptr) {
     to_cancel->context_.TryCancel();
     to_cancel->RemoveHold();
@@ -283,6 +368,14 @@ void LedgerClient::OnReadDone(IngestCall* call, bool ok) {
         acked_events_ += n;
         unacked_.erase(it);
         if (metrics_ != nullptr) metrics_->AddLedgerEvents("acked", static_cast<double>(n));
+        if (options_.spool != nullptr) {
+          // The acknowledged prefix ends where the oldest batch still unacknowledged begins.
+          spool_acked_end_ =
+              unacked_.empty() ? spool_published_end_ : unacked_.begin()->second.spool_begin;
+          if (options_.spool_metrics != nullptr) {
+            options_.spool_metrics->AddAcked(static_cast<double>(n));
+          }
+        }
       }
       call->got_ack = true;
       call->last_progress = Clock::now();
@@ -309,6 +402,9 @@ void LedgerClient::OnWriteDone(IngestCall* call, bool ok) {
     call->in_write_events = 0;
     if (ok) {
       if (metrics_ != nullptr) metrics_->AddLedgerEvents("sent", static_cast<double>(n));
+      if (options_.spool_metrics != nullptr) {
+        options_.spool_metrics->AddSent(static_cast<double>(n));
+      }
       MaybeWriteLocked(call);
     } else {
       release = MarkDeadLocked(call);
@@ -341,6 +437,45 @@ void LedgerClient::OnCallDone(IngestCall* call, const grpc::Status& status) {
   }
   if (!call->got_ack) backoff_ = std::min(backoff_ * 2, options_.reconnect_max_backoff);
   --live_calls_;
+}
+
+}  // namespace tollgate::gateway
+
+namespace tollgate::gateway {
+
+size_t LedgerClient::ReadSpool(std::vector<std::unique_ptr<v1::UsageEvent>>& batch, size_t limit) {
+  std::vector<SpoolRecord> records;
+  absl::Status status = options_.spool->Read(spool_next_, limit, &records);
+  if (!status.ok()) {
+    LogError("cannot read the usage spool; skipping the unreadable record",
+             {{"seq", absl::StrCat(spool_next_)}, {"error", std::string(status.message())}});
+    CountDropped(1, "unreadable spool record");
+    ++spool_next_;  // never wedge the sender on one bad record
+    return 0;
+  }
+  for (SpoolRecord& record : records) {
+    if (batch.empty()) {
+      batch_spool_begin_ = record.seq;
+      batch_oldest_us_ = record.event.time_unix_us();
+    }
+    batch.push_back(std::make_unique<v1::UsageEvent>(std::move(record.event)));
+    spool_next_ = record.seq + 1;
+  }
+  return records.size();
+}
+
+void LedgerClient::AcknowledgeSpool() {
+  uint64_t acked;
+  {
+    absl::MutexLock lock(&mu_);
+    acked = spool_acked_end_;
+  }
+  if (acked <= spool_acked_persisted_) return;
+  absl::Status status = options_.spool->Acknowledge(acked);
+  if (!status.ok()) {
+    LogWarn("cannot record the spool's ack watermark", {{"error", std::string(status.message())}});
+  }
+  spool_acked_persisted_ = acked;
 }
 
 }  // namespace tollgate::gateway

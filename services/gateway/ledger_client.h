@@ -23,6 +23,15 @@
 //     draining the queue, which then fills and drops. Memory is bounded by about twice the
 //     capacity.
 //
+// With a spool (LedgerClientOptions::spool, the gateway's normal mode; DESIGN.md "Durability
+// contract"), Enqueue appends the event to the spool instead of the memory queue, and the sender
+// reads batches back from the spool's durable records in sequence order (in the in-flight list
+// they are bounded by queue_capacity events as before; the backlog stays on disk). When the oldest
+// unacknowledged batch is acknowledged, the sender moves the spool's ack watermark
+// (Spool::Acknowledge), which deletes segments the ledger has fully committed. Shutdown then
+// loses nothing: what the ledger did not acknowledge in time stays in the spool and is sent by
+// the next process on the same spool directory.
+//
 // Thread-safe. Enqueue may be called from any thread until Shutdown.
 
 #include <chrono>
@@ -38,6 +47,7 @@
 #include "grpcpp/channel.h"
 #include "services/gateway/bounded_queue.h"
 #include "services/gateway/gateway_metrics.h"
+#include "services/gateway/spool/spool.h"
 #include "tollgate/v1/ledger.grpc.pb.h"
 
 namespace tollgate::gateway {
@@ -49,6 +59,9 @@ struct LedgerClientOptions {
   std::chrono::milliseconds reconnect_initial_backoff{100};
   std::chrono::milliseconds reconnect_max_backoff{5000};
   std::chrono::milliseconds ack_timeout{30000};
+  // Optional durable spool (not owned; must outlive the client and be closed after Shutdown).
+  Spool* spool = nullptr;
+  SpoolMetrics* spool_metrics = nullptr;  // may be null
 };
 
 class LedgerClient {
@@ -70,8 +83,14 @@ class LedgerClient {
 
   // Stops accepting events, sends everything queued and waits up to `timeout` for the ledger to
   // acknowledge it all, then closes the stream and joins the sender. Returns the number of events
-  // that were not acknowledged (they are counted as dropped). Idempotent.
+  // that were not acknowledged: without a spool they are lost (counted as dropped); with one they
+  // stay durable in the spool for the next start. Idempotent.
   size_t Shutdown(std::chrono::milliseconds timeout);
+
+  // False while the spool is full under policy reject: new requests must get 503 spool_full.
+  bool Admitting() const { return options_.spool == nullptr || options_.spool->Admitting(); }
+  // Counts a request refused because the spool is full (metric; logged at powers of two).
+  void CountRejected();
 
   // Introspection, for metrics and tests.
   size_t queue_depth() const { return queue_.size(); }
@@ -86,10 +105,16 @@ class LedgerClient {
   struct PendingBatch {
     std::shared_ptr<const v1::IngestBatch> batch;
     size_t events = 0;
+    uint64_t spool_begin = 0;    // spool: the batch's first sequence number
+    uint64_t spool_end = 0;      // spool: one past the batch's last sequence number
+    int64_t oldest_unix_us = 0;  // spool: time of the batch's first event
   };
 
   void SenderLoop();
   void PublishBatch(std::vector<std::unique_ptr<v1::UsageEvent>>& events);
+  // Spool mode: reads durable records into `batch`; returns how many were added.
+  size_t ReadSpool(std::vector<std::unique_ptr<v1::UsageEvent>>& batch, size_t limit);
+  void AcknowledgeSpool();
   void Housekeeping(Clock::time_point now, bool stopping);
   void CloseStream();
   void Wake();
@@ -116,14 +141,22 @@ class LedgerClient {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> accepting_{true};
   std::atomic<uint64_t> dropped_{0};
-  Clock::time_point flush_deadline_;  // written before stopping_ is set
-  uint64_t next_batch_id_ = 1;        // sender thread only
+  std::atomic<uint64_t> rejected_{0};
+  Clock::time_point flush_deadline_;    // written before stopping_ is set
+  uint64_t next_batch_id_ = 1;          // sender thread only
+  uint64_t spool_next_ = 0;             // sender thread only: next spool sequence number to read
+  uint64_t batch_spool_begin_ = 0;      // sender thread only: first seq of the batch being built
+  int64_t batch_oldest_us_ = 0;         // sender thread only
+  uint64_t spool_acked_persisted_ = 0;  // sender thread only
 
   mutable absl::Mutex mu_;
   // Batches handed to the stream (or waiting for it) and not yet acknowledged, by batch id.
   std::map<uint64_t, PendingBatch> unacked_ ABSL_GUARDED_BY(mu_);
   size_t unacked_events_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t acked_events_ ABSL_GUARDED_BY(mu_) = 0;
+  // Spool: one past the last sequence number handed to a batch, and the acknowledged prefix.
+  uint64_t spool_published_end_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t spool_acked_end_ ABSL_GUARDED_BY(mu_) = 0;
   IngestCall* call_ ABSL_GUARDED_BY(mu_) = nullptr;  // the live stream, if any
   int live_calls_ ABSL_GUARDED_BY(mu_) = 0;          // calls whose OnDone has not run
   Clock::time_point next_connect_ ABSL_GUARDED_BY(mu_);

@@ -1,7 +1,9 @@
 #include "services/gateway/ledger_client.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <set>
@@ -239,6 +241,96 @@ TEST(LedgerClient, DropsInsteadOfBlockingWhenFull) {
   // Nothing can be delivered: a bounded shutdown reports (and counts) them as lost.
   EXPECT_EQ(client.Shutdown(std::chrono::milliseconds(50)), static_cast<size_t>(accepted));
   EXPECT_EQ(client.dropped_events(), 100u);
+}
+
+// A spool directory removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "ledger_client_test.XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::unique_ptr<Spool> OpenSpool(const std::string& dir) {
+  SpoolOptions options;
+  options.dir = dir;
+  options.segment_bytes = 4096;  // several segments for a few dozen events
+  absl::StatusOr<std::unique_ptr<Spool>> spool = Spool::Open(options, nullptr);
+  EXPECT_TRUE(spool.ok()) << spool.status();
+  return spool.ok() ? std::move(*spool) : nullptr;
+}
+
+int FreePort() {
+  RunningLedger probe = StartLedger(true);
+  const int port = probe.port;
+  probe.Kill();
+  return port;
+}
+
+TEST(LedgerClientSpool, KeepsUnacknowledgedEventsOnDiskAcrossRestarts) {
+  TempDir dir;
+  const int port = FreePort();
+  {
+    // The ledger is down: a bounded shutdown leaves everything in the spool, nothing dropped.
+    auto spool = OpenSpool(dir.Sub("spool"));
+    LedgerClientOptions options = FastOptions();
+    options.spool = spool.get();
+    LedgerClient client(options, Channel(port), nullptr);
+    client.Start();
+    for (int i = 0; i < 120; ++i) {
+      ASSERT_TRUE(client.Enqueue(Event(absl::StrCat("s", i, "-", std::string(30, 'p')))));
+    }
+    EXPECT_EQ(client.Shutdown(std::chrono::milliseconds(100)), 120u);
+    EXPECT_EQ(client.dropped_events(), 0u);
+  }
+  RunningLedger ledger = StartLedger(/*ack=*/true, port);
+  ASSERT_EQ(ledger.port, port);
+  auto spool = OpenSpool(dir.Sub("spool"));
+  ASSERT_GT(spool->segments(), 2u);
+  LedgerClientOptions options = FastOptions();
+  options.spool = spool.get();
+  LedgerClient client(options, Channel(port), nullptr);
+  client.Start();
+  EXPECT_TRUE(Eventually([&] { return client.acked_events() == 120; }))
+      << "acked " << client.acked_events();
+  ASSERT_TRUE(client.Enqueue(Event("after-restart")));
+  EXPECT_EQ(client.Shutdown(std::chrono::seconds(10)), 0u);
+  EXPECT_EQ(ledger.service->distinct_events(), 121u);
+  EXPECT_EQ(spool->acked_end(), spool->durable_end());
+  EXPECT_EQ(spool->segments(), 1u) << "acknowledged segments are deleted";
+  ledger.Kill();
+}
+
+TEST(LedgerClientSpool, ReplayedSegmentIsResentAndDeduplicatedByTheLedger) {
+  TempDir dir;
+  RunningLedger ledger = StartLedger(/*ack=*/true);
+  {
+    auto spool = OpenSpool(dir.Sub("spool"));
+    for (int i = 0; i < 60; ++i) spool->Append(Event(absl::StrCat("r", i)));
+    ASSERT_TRUE(spool->Flush(std::chrono::seconds(10)));
+  }
+  // A copy taken before delivery: the same segments with the ack state lost.
+  std::filesystem::copy(dir.Sub("spool"), dir.Sub("replay"));
+  std::filesystem::remove(dir.Sub("replay") + "/LOCK");
+  for (const char* name : {"spool", "replay"}) {
+    auto spool = OpenSpool(dir.Sub(name));
+    LedgerClientOptions options = FastOptions();
+    options.spool = spool.get();
+    LedgerClient client(options, Channel(ledger.port), nullptr);
+    client.Start();
+    EXPECT_EQ(client.Shutdown(std::chrono::seconds(10)), 0u) << name;
+    EXPECT_EQ(client.acked_events(), 60u) << name;
+  }
+  EXPECT_EQ(ledger.service->received_events(), 120u) << "the replay was sent again";
+  EXPECT_EQ(ledger.service->distinct_events(), 60u) << "and deduplicated on event_id";
+  ledger.Kill();
 }
 
 }  // namespace

@@ -76,7 +76,7 @@ suite_start_services() {
     --listen=127.0.0.1:$SUITE_MOCK_PORT "${SUITE_MOCK_FLAGS[@]}"
   _suite_spawn gateway "$SUITE_GW_PORT" "$(bin_path tollgate-gateway)" --config="$gateway_config" \
     --listen=127.0.0.1:$SUITE_GW_PORT --router=127.0.0.1:$SUITE_ROUTER_PORT \
-    --ledger=127.0.0.1:$SUITE_LEDGER_PORT "${SUITE_GATEWAY_FLAGS[@]}"
+    --ledger=127.0.0.1:$SUITE_LEDGER_PORT --spool_dir="$SUITE_STATE/spool" "${SUITE_GATEWAY_FLAGS[@]}"
 }
 
 # Stops the services in reverse start order (SIGTERM, graceful), then PostgreSQL.
