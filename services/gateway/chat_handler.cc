@@ -1,5 +1,6 @@
 #include "services/gateway/chat_handler.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <optional>
 
@@ -8,6 +9,7 @@
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/async_result.hpp"
 #include "boost/asio/co_spawn.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/write.hpp"
 #include "boost/beast/http/chunk_encode.hpp"
@@ -21,6 +23,7 @@
 #include "services/gateway/attribution.h"
 #include "services/gateway/http_util.h"
 #include "services/gateway/openai_dialect.h"
+#include "services/gateway/route_features.h"
 #include "services/gateway/sse_parser.h"
 
 namespace tollgate::gateway {
@@ -37,6 +40,73 @@ constexpr std::string_view kRoute = "/v1/chat/completions";
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kMaxPassthroughBodyBytes = 1024 * 1024;
 constexpr unsigned kJsonMaxDepth = 64;
+constexpr std::string_view kRouteClassHeader = "x-tollgate-route-class";
+constexpr std::string_view kRouteReasonHeader = "x-tollgate-route-reason";
+constexpr size_t kRouteReasonMaxBytes = 200;
+
+int64_t NowUnixMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// retry-after-ms / retry-after of an upstream answer, in milliseconds (0 when absent).
+int64_t RetryAfterMs(const UpstreamExchange::ResponseHeader& header) {
+  auto value = [&](std::string_view name) {
+    auto it = header.find(name);
+    return it == header.end() ? std::string_view() : std::string_view(it->value());
+  };
+  return ParseRetryAfterMs(value("retry-after-ms"), value("retry-after"));
+}
+
+// Header-safe, bounded route reason.
+std::string RouteReason(const v1::RouteResponse& route, const v1::Candidate& candidate,
+                        bool cached) {
+  std::string reason =
+      absl::StrCat(route.policy(), ": ", candidate.reason(), cached ? " (cached decision)" : "");
+  if (reason.size() > kRouteReasonMaxBytes) reason.resize(kRouteReasonMaxBytes);
+  for (char& c : reason) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = ' ';
+  }
+  return reason;
+}
+
+v1::OutcomeErrorKind OutcomeKindOf(UpstreamErrorKind kind) {
+  switch (kind) {
+    case UpstreamErrorKind::kConnect:
+    case UpstreamErrorKind::kTls:
+      return v1::OUTCOME_ERROR_CONNECT;
+    case UpstreamErrorKind::kTimeout:
+      return v1::OUTCOME_ERROR_TIMEOUT;
+    case UpstreamErrorKind::kIo:
+      return v1::OUTCOME_ERROR_RESET;
+    default:
+      return v1::OUTCOME_ERROR_UPSTREAM;
+  }
+}
+
+v1::OutcomeErrorKind OutcomeKindOfStatus(unsigned status) {
+  if (status == 429) return v1::OUTCOME_ERROR_RATE_LIMITED;
+  if (status == 529) return v1::OUTCOME_ERROR_OVERLOADED;
+  if (status >= 500) return v1::OUTCOME_ERROR_UPSTREAM;
+  if (status >= 400) return v1::OUTCOME_ERROR_CLIENT;
+  return v1::OUTCOME_ERROR_NONE;
+}
+
+bool RouterUnreachable(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kAborted:
+      return true;
+    default:
+      return false;
+  }
+}
 
 int64_t Micros(Clock::duration d) {
   return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
@@ -87,11 +157,12 @@ int64_t PriceOrZero(const v1::TokenUsage& usage, const v1::UnitPrices& prices,
   return *cost;
 }
 
-void SetServedHeaders(http::fields& headers, const std::string& request_id,
-                      const v1::Deployment& d) {
+void SetServedHeaders(http::fields& headers, const std::string& request_id, const v1::Deployment& d,
+                      const std::string& route_reason) {
   headers.set(kRequestIdHeader, request_id);
   headers.set(kDeploymentHeader, d.id());
   headers.set(kProviderHeader, d.provider());
+  if (!route_reason.empty()) headers.set(kRouteReasonHeader, route_reason);
 }
 
 // Writes one chunk of a chunked response; false when the client is gone.
@@ -124,8 +195,11 @@ struct ChatContext {
   ChatRequestInfo info;
   int64_t estimated_input_tokens = 0;
   std::string model_label;  // catalog-resolved model; bounded label values only
+  v1::RouteRequest route_request;
   v1::RouteResponse route;
-  v1::UsageEvent event;  // filled as the request progresses; attempts appended
+  bool route_cached = false;
+  std::string route_reason;  // x-tollgate-route-reason of the current candidate
+  v1::UsageEvent event;      // filled as the request progresses; attempts appended
 };
 
 // Why the last attempt failed, for the response when every attempt failed.
@@ -133,9 +207,25 @@ struct ChatHandler::Failure {
   unsigned upstream_status = 0;  // 0: no HTTP response
   UpstreamErrorKind kind = UpstreamErrorKind::kNone;
   std::string deployment;
-  std::string reason;       // short, client-safe
-  std::string retry_after;  // from an upstream 429
+  std::string reason;             // short, client-safe
+  std::string retry_after;        // from an upstream 429
+  int64_t retry_after_ms = 0;     // this attempt's retry-after, 0 when none
+  bool context_exceeded = false;  // this attempt failed with context_length_exceeded
 };
+
+const router::ClassifierConfig* GatewayWorker::classifier(const SnapshotStore& store) {
+  const uint64_t generation = store.generation();
+  if (generation != classifier_generation_) {
+    classifier_generation_ = generation;
+    std::shared_ptr<const v1::RouterSnapshot> snapshot = store.Get();
+    if (snapshot != nullptr) {
+      classifier_ = router::ClassifierConfigFromProto(snapshot->classifier());
+    } else {
+      classifier_.reset();
+    }
+  }
+  return classifier_ ? &*classifier_ : nullptr;
+}
 
 ChatHandler::ChatHandler(ChatHandlerOptions options, const KeyStore* keys, RouterClient* router,
                          LedgerClient* ledger, GatewayMetrics* metrics)
@@ -232,16 +322,7 @@ void ChatHandler::Handle(std::shared_ptr<HttpSession> session, HttpRequest reque
 }
 
 asio::awaitable<absl::StatusOr<v1::RouteResponse>> ChatHandler::Route(ChatContext& ctx) {
-  v1::RouteRequest request;
-  request.set_request_id(ctx.request_id);
-  request.set_model(ctx.info.model);
-  *request.mutable_attribution() = ctx.event.attribution();
-  request.set_estimated_input_tokens(ctx.estimated_input_tokens);
-  request.set_max_output_tokens(ctx.info.max_output_tokens);
-  request.set_stream(ctx.info.stream);
-  for (const std::string& capability : ctx.info.required_capabilities) {
-    request.add_required_capabilities(capability);
-  }
+  v1::RouteRequest request = ctx.route_request;
   asio::any_io_executor executor = ctx.session->executor();
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
                                           void(absl::StatusOr<v1::RouteResponse>)>(
@@ -255,38 +336,118 @@ asio::awaitable<absl::StatusOr<v1::RouteResponse>> ChatHandler::Route(ChatContex
       asio::use_awaitable, std::move(request));
 }
 
+namespace {
+
+// The RouteRequest for `ctx`'s request, with the features the router's classifier reads.
+v1::RouteRequest BuildRouteRequest(const ChatContext& ctx) {
+  v1::RouteRequest request;
+  request.set_request_id(ctx.request_id);
+  request.set_model(ctx.info.model);
+  *request.mutable_attribution() = ctx.event.attribution();
+  request.set_estimated_input_tokens(ctx.estimated_input_tokens);
+  request.set_max_output_tokens(ctx.info.max_output_tokens);
+  request.set_stream(ctx.info.stream);
+  bool has_tools = false;
+  for (const std::string& capability : ctx.info.required_capabilities) {
+    request.add_required_capabilities(capability);
+    if (capability == "tools") has_tools = true;
+  }
+  if (!has_tools) {
+    const json::value* functions = ctx.body.as_object().if_contains("functions");
+    has_tools = functions != nullptr && functions->is_array() && !functions->get_array().empty();
+  }
+  request.set_has_tools(has_tools);
+  for (std::string& marker : ContentMarkers(ctx.body)) {
+    request.add_content_markers(std::move(marker));
+  }
+  request.set_class_hint(std::string(HeaderValue(ctx.request, kRouteClassHeader)));
+  return request;
+}
+
+}  // namespace
+
 asio::awaitable<void> ChatHandler::Serve(std::unique_ptr<ChatContext> owned) {
   ChatContext& ctx = *owned;
-  absl::StatusOr<v1::RouteResponse> routed = co_await Route(ctx);
-  if (!routed.ok()) {
-    const std::string message(routed.status().message());
-    switch (routed.status().code()) {
-      case absl::StatusCode::kNotFound:
-        ReplyError(ctx, 404, "invalid_request_error", "model_not_found", "model",
-                   absl::StrCat("The model '", ctx.info.model, "' does not exist."));
-        Record(ctx, nullptr, 404, "model_not_found", v1::TokenUsage(), 0);
-        break;
-      case absl::StatusCode::kFailedPrecondition:
-        ReplyError(ctx, 400, "invalid_request_error", "no_eligible_deployment", "model", message);
-        Record(ctx, nullptr, 400, "no_eligible_deployment", v1::TokenUsage(), 0);
-        break;
-      case absl::StatusCode::kInvalidArgument:
-        ReplyError(ctx, 400, "invalid_request_error", "invalid_request", "", message);
-        Record(ctx, nullptr, 400, "invalid_request", v1::TokenUsage(), 0);
-        break;
-      default:
-        LogWarn("router call failed",
+  GatewayWorker* worker = static_cast<GatewayWorker*>(ctx.session->worker_state());
+  ctx.route_request = BuildRouteRequest(ctx);
+
+  // Decision cache: keyed by the class this gateway computes with the router's classifier and
+  // the snapshot's thresholds, so it needs a snapshot; a class hint the classifier does not know
+  // goes to the router (which rejects it).
+  RouteCache* cache = nullptr;
+  std::string request_class;
+  uint64_t generation = 0;
+  if (options_.route_cache && snapshots_ != nullptr) {
+    const router::ClassifierConfig* classifier = worker->classifier(*snapshots_);
+    const std::string& hint = ctx.route_request.class_hint();
+    if (classifier != nullptr && (hint.empty() || router::ParseRequestClass(hint).has_value())) {
+      cache = &worker->route_cache(snapshots_->generation_counter());
+      request_class = std::string(
+          router::RequestClassName(router::ClassifyRequest(ctx.route_request, *classifier)));
+      generation = cache->generation();
+      std::optional<v1::RouteResponse> hit =
+          cache->Lookup(ctx.route_request, request_class, worker->rng());
+      if (hit) {
+        metrics_->RecordRouteCacheHit();
+        ctx.route = std::move(*hit);
+        ctx.route_cached = true;
+      } else {
+        metrics_->RecordRouteCacheMiss();
+      }
+    }
+  }
+
+  if (!ctx.route_cached) {
+    absl::StatusOr<v1::RouteResponse> routed = co_await Route(ctx);
+    if (!routed.ok() && RouterUnreachable(routed.status().code()) && snapshots_ != nullptr) {
+      std::shared_ptr<const v1::RouterSnapshot> snapshot = snapshots_->Get();
+      if (snapshot != nullptr) {
+        LogWarn("router call failed; routing from the catalog snapshot",
                 {{"request_id", ctx.request_id},
                  {"grpc_code", absl::StatusCodeToString(routed.status().code())},
-                 {"error", message}});
-        ReplyError(ctx, 503, "server_error", "router_unavailable", "",
-                   "The routing service is unavailable; retry shortly.", "1");
-        Record(ctx, nullptr, 503, "router_unavailable", v1::TokenUsage(), 0);
-        break;
+                 {"error", std::string(routed.status().message())}});
+        routed = RouteFromSnapshot(*snapshot, ctx.route_request);
+        metrics_->RecordRouterFallbackDecision();
+      }
+    } else if (routed.ok() && cache != nullptr) {
+      cache->Insert(ctx.route_request, *routed, generation);
     }
-    co_return;
+    if (!routed.ok()) {
+      const std::string message(routed.status().message());
+      switch (routed.status().code()) {
+        case absl::StatusCode::kNotFound:
+          ReplyError(ctx, 404, "invalid_request_error", "model_not_found", "model",
+                     absl::StrCat("The model '", ctx.info.model, "' does not exist."));
+          Record(ctx, nullptr, 404, "model_not_found", v1::TokenUsage(), 0);
+          break;
+        case absl::StatusCode::kFailedPrecondition:
+          ReplyError(ctx, 400, "invalid_request_error", "no_eligible_deployment", "model", message);
+          Record(ctx, nullptr, 400, "no_eligible_deployment", v1::TokenUsage(), 0);
+          break;
+        case absl::StatusCode::kInvalidArgument:
+          ReplyError(ctx, 400, "invalid_request_error", "invalid_request", "", message);
+          Record(ctx, nullptr, 400, "invalid_request", v1::TokenUsage(), 0);
+          break;
+        case absl::StatusCode::kPermissionDenied:
+          ReplyError(
+              ctx, 403, "permission_error", "model_not_allowed", "model",
+              absl::StrCat("Your team may not use the model '", ctx.info.model, "': ", message));
+          Record(ctx, nullptr, 403, "model_not_allowed", v1::TokenUsage(), 0);
+          break;
+        default:
+          LogWarn("router call failed",
+                  {{"request_id", ctx.request_id},
+                   {"grpc_code", absl::StatusCodeToString(routed.status().code())},
+                   {"error", message}});
+          ReplyError(ctx, 503, "server_error", "router_unavailable", "",
+                     "The routing service is unavailable; retry shortly.", "1");
+          Record(ctx, nullptr, 503, "router_unavailable", v1::TokenUsage(), 0);
+          break;
+      }
+      co_return;
+    }
+    ctx.route = std::move(*routed);
   }
-  ctx.route = std::move(*routed);
   ctx.model_label = ctx.route.model();
   if (ctx.route.candidates_size() == 0) {
     ReplyError(ctx, 503, "server_error", "no_deployment", "",
@@ -295,21 +456,113 @@ asio::awaitable<void> ChatHandler::Serve(std::unique_ptr<ChatContext> owned) {
     co_return;
   }
 
-  UpstreamPool& pool = static_cast<GatewayWorker*>(ctx.session->worker_state())->pool();
-  const int attempts = std::min(options_.max_attempts, ctx.route.candidates_size());
+  UpstreamPool& pool = worker->pool();
+  auto& cooldowns = worker->cooldowns();
+  const Clock::time_point first_start = Clock::now();
+  const Clock::time_point budget_end = first_start + options_.max_total_retry;
+  int64_t context_floor = 0;  // after a context-length error: only larger windows
+  int attempts = 0;
   Failure last;
-  for (int i = 0; i < attempts; ++i) {
-    const v1::Deployment& deployment = ctx.route.candidates(i).deployment();
-    const Outcome outcome = co_await Attempt(ctx, pool, deployment, last);
+  const v1::Deployment* previous = nullptr;
+  const int n = ctx.route.candidates_size();
+  // Candidates an upstream recently asked (retry-after) not to call go after the others, so a
+  // request waits out a retry-after only when nothing else can serve it.
+  std::vector<int> order;
+  order.reserve(static_cast<size_t>(n));
+  const Clock::time_point route_time = Clock::now();
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int i = 0; i < n; ++i) {
+      auto it = cooldowns.find(ctx.route.candidates(i).deployment().id());
+      const bool cooling = it != cooldowns.end() && it->second > route_time;
+      if (cooling == (pass == 1)) order.push_back(i);
+    }
+  }
+  for (size_t k = 0; k < order.size() && attempts < options_.max_attempts; ++k) {
+    const int i = order[k];
+    const v1::Candidate& candidate = ctx.route.candidates(i);
+    const v1::Deployment& deployment = candidate.deployment();
+    if (context_floor > 0 && deployment.context_window() <= context_floor) continue;
+    Clock::time_point now = Clock::now();
+    Clock::duration wait = Clock::duration::zero();
+    auto cooling = cooldowns.find(deployment.id());
+    if (cooling != cooldowns.end()) {
+      if (cooling->second <= now) {
+        cooldowns.erase(cooling);
+      } else {
+        // Respect the upstream's retry-after: wait it out when the budget allows, else skip.
+        if (cooling->second > budget_end) continue;
+        wait = cooling->second - now;
+      }
+    }
+    if (attempts > 0) {
+      const int64_t base = options_.retry_backoff.count() << std::min(attempts - 1, 10);
+      const int64_t jittered =
+          base <= 1 ? base : std::uniform_int_distribution<int64_t>(base / 2, base)(worker->rng());
+      wait = std::max<Clock::duration>(wait, std::chrono::milliseconds(jittered));
+      if (now + wait > budget_end) break;
+    }
+    if (wait > Clock::duration::zero()) {
+      asio::steady_timer timer(ctx.session->executor());
+      timer.expires_after(wait);
+      co_await timer.async_wait(kUseTuple);
+    }
+    if (previous != nullptr) metrics_->RecordFallback(previous->id());
+    bool larger = false;
+    for (size_t j = k + 1; j < order.size() && !larger; ++j) {
+      larger = ctx.route.candidates(order[j]).deployment().context_window() >
+               deployment.context_window();
+    }
+    ctx.route_reason = RouteReason(ctx.route, candidate, ctx.route_cached);
+    last.retry_after_ms = 0;
+    last.context_exceeded = false;
+    const Outcome outcome = co_await Attempt(ctx, pool, deployment, last, larger);
+    ++attempts;
     if (outcome == Outcome::kDone) co_return;
-    if (i + 1 < attempts) metrics_->RecordFallback(deployment.id());
+    previous = &deployment;
+    if (last.retry_after_ms > 0) {
+      cooldowns[deployment.id()] = Clock::now() + std::chrono::milliseconds(last.retry_after_ms);
+    }
+    if (last.context_exceeded) {
+      context_floor =
+          std::max<int64_t>(context_floor, std::max<int64_t>(1, deployment.context_window()));
+    }
+  }
+  if (attempts == 0) {
+    ReplyError(ctx, 503, "server_error", "no_deployment", "",
+               "Every candidate deployment is cooling down after rate limiting; retry shortly.",
+               "1");
+    Record(ctx, nullptr, 503, "no_deployment", v1::TokenUsage(), 0);
+    co_return;
   }
   FailAllAttempts(ctx, last);
 }
 
+void ChatHandler::ReportOutcome(ChatContext& ctx, const v1::Deployment& d, int64_t start_unix_ms,
+                                unsigned http_status, v1::OutcomeErrorKind kind, int64_t latency_us,
+                                int64_t ttft_us, const v1::TokenUsage* usage,
+                                int64_t retry_after_ms) {
+  if (outcomes_ == nullptr) return;
+  v1::Outcome outcome;
+  outcome.set_deployment_id(d.id());
+  outcome.set_http_status(static_cast<int32_t>(http_status));
+  outcome.set_latency_us(std::max<int64_t>(0, latency_us));
+  outcome.set_ttft_us(std::max<int64_t>(0, ttft_us));
+  if (usage != nullptr) {
+    outcome.set_input_tokens(usage->input_tokens());
+    outcome.set_output_tokens(usage->output_tokens());
+  }
+  outcome.set_retry_after_ms(retry_after_ms);
+  outcome.set_error_kind(kind);
+  outcome.set_time_unix_ms(start_unix_ms);
+  outcome.set_request_id(ctx.request_id);
+  outcomes_->Report(std::move(outcome));
+}
+
 asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, UpstreamPool& pool,
-                                                           const v1::Deployment& d, Failure& last) {
+                                                           const v1::Deployment& d, Failure& last,
+                                                           bool larger_context_available) {
   const Clock::time_point attempt_start = Clock::now();
+  const int64_t start_unix_ms = NowUnixMillis();
   v1::Attempt* record = ctx.event.add_attempts();
   record->set_deployment_id(d.id());
   auto fail = [&](unsigned status, UpstreamErrorKind kind, std::string_view metric_kind,
@@ -317,6 +570,10 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, Ups
     record->set_http_status(static_cast<int32_t>(status));
     record->set_error(detail);
     record->set_latency_us(Micros(Clock::now() - attempt_start));
+    const v1::OutcomeErrorKind outcome_kind =
+        status != 0 ? OutcomeKindOfStatus(status) : OutcomeKindOf(kind);
+    ReportOutcome(ctx, d, start_unix_ms, status, outcome_kind, record->latency_us(), 0, nullptr,
+                  last.retry_after_ms);
     metrics_->RecordUpstreamError(d.id(), metric_kind);
     LogWarn("upstream attempt failed", {{"request_id", ctx.request_id},
                                         {"deployment", d.id()},
@@ -365,6 +622,7 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, Ups
   const unsigned status = exchange.status();
   if (status == 429 || status >= 500) {
     last.retry_after = std::string(exchange.header()[http::field::retry_after]);
+    last.retry_after_ms = RetryAfterMs(exchange.header());
     exchange.Finish();  // body unread: the connection is closed, not pooled
     fail(status, UpstreamErrorKind::kNone, status == 429 ? "http_429" : "http_5xx",
          absl::StrCat("upstream status ", status), absl::StrCat("upstream returned ", status));
@@ -384,12 +642,29 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, Ups
     record->set_http_status(static_cast<int32_t>(status));
     record->set_error(absl::StrCat("upstream returned ", status));
     record->set_latency_us(Micros(Clock::now() - attempt_start));
+    const bool context_exceeded =
+        status == 400 && body->find("context_length_exceeded") != std::string::npos;
+    ReportOutcome(ctx, d, start_unix_ms, status,
+                  context_exceeded ? v1::OUTCOME_ERROR_CONTEXT_LENGTH : v1::OUTCOME_ERROR_CLIENT,
+                  record->latency_us(), 0, nullptr, 0);
+    if (context_exceeded && larger_context_available) {
+      // Too long for this deployment only: a larger-context candidate may still serve it.
+      record->set_error("context_length_exceeded");
+      LogInfo("context window exceeded; trying a larger-context candidate",
+              {{"request_id", ctx.request_id}, {"deployment", d.id()}});
+      last.upstream_status = status;
+      last.kind = UpstreamErrorKind::kNone;
+      last.deployment = d.id();
+      last.reason = "context length exceeded";
+      last.context_exceeded = true;
+      co_return Outcome::kNext;
+    }
     HttpResponse response(static_cast<http::status>(status), 11);
     const auto content_type = exchange.header()[http::field::content_type];
     response.set(http::field::content_type,
                  content_type.empty() ? std::string_view("application/json")
                                       : std::string_view(content_type.data(), content_type.size()));
-    SetServedHeaders(response, ctx.request_id, d);
+    SetServedHeaders(response, ctx.request_id, d, ctx.route_reason);
     response.keep_alive(ctx.keep_alive);
     response.body() = std::move(*body);
     ctx.session->Reply(std::move(response));
@@ -406,6 +681,7 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeNonStream(ChatContext& c
                                                                   Clock::time_point attempt_start,
                                                                   Failure& last) {
   v1::Attempt* record = ctx.event.mutable_attempts(ctx.event.attempts_size() - 1);
+  const int64_t start_unix_ms = NowUnixMillis() - Micros(Clock::now() - attempt_start) / 1000;
   const unsigned status = exchange.status();
   absl::StatusOr<std::string> body = co_await exchange.ReadAll(options_.max_upstream_body_bytes);
   if (!body.ok()) {
@@ -416,6 +692,8 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeNonStream(ChatContext& c
     record->set_error(detail);
     record->set_latency_us(Micros(Clock::now() - attempt_start));
     metrics_->RecordUpstreamError(d.id(), UpstreamErrorKindName(kind));
+    ReportOutcome(ctx, d, start_unix_ms, status, OutcomeKindOf(kind), record->latency_us(), 0,
+                  nullptr, 0);
     LogWarn("upstream attempt failed", {{"request_id", ctx.request_id},
                                         {"deployment", d.id()},
                                         {"status", absl::StrCat(status)},
@@ -437,10 +715,12 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeNonStream(ChatContext& c
       extracted.usage ? *extracted.usage
                       : EstimatedUsage(ctx.estimated_input_tokens, extracted.output_bytes);
   const int64_t cost = PriceOrZero(usage, d.prices(), ctx.request_id);
+  ReportOutcome(ctx, d, start_unix_ms, status, v1::OUTCOME_ERROR_NONE, record->latency_us(), 0,
+                &usage, 0);
 
   HttpResponse response(http::status::ok, 11);
   response.set(http::field::content_type, "application/json");
-  SetServedHeaders(response, ctx.request_id, d);
+  SetServedHeaders(response, ctx.request_id, d, ctx.route_reason);
   response.set(kCostHeader, FormatPicoUsd(cost));
   response.keep_alive(ctx.keep_alive);
   response.body() = std::move(*body);
@@ -454,6 +734,8 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
                                                                UpstreamExchange& exchange,
                                                                Clock::time_point attempt_start) {
   v1::Attempt* record = ctx.event.mutable_attempts(ctx.event.attempts_size() - 1);
+  const int64_t start_unix_ms = NowUnixMillis() - Micros(Clock::now() - attempt_start) / 1000;
+  int64_t attempt_ttft_us = 0;
   record->set_http_status(static_cast<int32_t>(exchange.status()));
   const std::chrono::milliseconds client_timeout = ctx.session->options().idle_timeout;
   beast::tcp_stream& client = ctx.session->stream();
@@ -462,7 +744,7 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
   http::response<http::empty_body> head(http::status::ok, 11);
   head.set(http::field::content_type, "text/event-stream");
   head.set(http::field::cache_control, "no-cache");
-  SetServedHeaders(head, ctx.request_id, d);
+  SetServedHeaders(head, ctx.request_id, d, ctx.route_reason);
   head.keep_alive(ctx.keep_alive && !ctx.session->draining());
   head.chunked(true);
   http::response_serializer<http::empty_body> serializer(head);
@@ -487,6 +769,9 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
       if (chunk.usage_only && !ctx.info.client_wants_usage) forward = false;
       if (chunk.has_output) {
         output_bytes += chunk.output_bytes;
+        if (attempt_ttft_us == 0) {
+          attempt_ttft_us = std::max<int64_t>(1, Micros(Clock::now() - attempt_start));
+        }
         if (ctx.event.ttft_us() == 0) {
           ctx.event.set_ttft_us(std::max<int64_t>(1, Micros(Clock::now() - ctx.start)));
         }
@@ -547,6 +832,19 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
   const v1::TokenUsage final_usage =
       usage ? *usage : EstimatedUsage(ctx.estimated_input_tokens, output_bytes);
   const int64_t cost = PriceOrZero(final_usage, d.prices(), ctx.request_id);
+  {
+    v1::OutcomeErrorKind kind = v1::OUTCOME_ERROR_NONE;
+    if (!broken.ok()) {
+      kind = broken.code() == absl::StatusCode::kDeadlineExceeded ? v1::OUTCOME_ERROR_TIMEOUT
+                                                                  : v1::OUTCOME_ERROR_RESET;
+    } else if (client_gone) {
+      kind = v1::OUTCOME_ERROR_CANCELLED;
+    } else if (upstream_error_event) {
+      kind = v1::OUTCOME_ERROR_UPSTREAM;
+    }
+    ReportOutcome(ctx, d, start_unix_ms, exchange.status(), kind, record->latency_us(),
+                  attempt_ttft_us, &final_usage, 0);
+  }
   const bool keep_alive = head.keep_alive() && !client_gone && broken.ok();
   ctx.session->FinishStreamed(keep_alive);
   Record(ctx, &d, 200, error_code, final_usage, cost);

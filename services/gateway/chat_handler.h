@@ -6,12 +6,19 @@
 //   2. parse the body once (Boost.JSON, per-request monotonic storage) and validate it (400,
 //      naming the field); attribute it (team/key/environment from the key, feature, customer,
 //      tags, environment from headers; 400 on malformed attribution headers);
-//   3. Router.Route (asynchronous gRPC, deadline; 404 model_not_found, 400 when no deployment
-//      can serve the request, 503 + retry-after when the router is unavailable);
-//   4. try the candidates in order (at most max_attempts): connect errors, timeouts, 429 and 5xx
-//      before any byte reached the client move on to the next candidate; other upstream 4xx are
-//      passed through as they are; when every attempt failed the client gets 429 (with
-//      retry-after), 504 (timeouts) or 502 upstream_error, after the last attempt's failure;
+//   3. route: a decision-cache hit (per-thread RouteCache, on by default), else Router.Route
+//      (asynchronous gRPC, deadline; 404 model_not_found, 400 when no deployment can serve the
+//      request, 403 model_not_allowed when the team may not use the model); when Route fails or
+//      times out, route from the Watch snapshot in priority order (SnapshotStore), else 503 +
+//      retry-after;
+//   4. try the candidates in order (at most max_attempts, within max_total_retry): connect
+//      errors, timeouts, 429 and 5xx before any byte reached the client move on to the next
+//      candidate after a jittered backoff; a candidate whose known retry-after exceeds the
+//      remaining budget is skipped (a shorter one is waited out); a 400 context_length_exceeded
+//      moves on to a candidate with a larger context window (passed through when there is none);
+//      other upstream 4xx are passed through as they are; when every attempt failed the client
+//      gets 429 (with retry-after), 504 (timeouts) or 502 upstream_error; every attempt's outcome
+//      goes to the OutcomeReporter (Router.ReportOutcomes);
 //   5. non-stream: forward the upstream body unchanged, with usage priced into
 //      x-tollgate-cost-usd; stream: forward every SSE event as soon as it arrives, hiding the
 //      usage-only chunk from clients that did not ask for it, and end a broken stream with an
@@ -19,44 +26,79 @@
 //   6. record a UsageEvent (every request after authentication, failures included) in the
 //      ledger queue and the metrics.
 //
-// Response headers: x-tollgate-request-id (always), x-tollgate-deployment and
-// x-tollgate-provider (when a deployment answered), x-tollgate-cost-usd (non-stream success).
+// Response headers: x-tollgate-request-id (always), x-tollgate-deployment,
+// x-tollgate-provider and x-tollgate-route-reason ("<policy>: <candidate reason>", when a
+// deployment answered), x-tollgate-cost-usd (non-stream success). Request header
+// x-tollgate-route-class names the request class for the router's classifier.
 //
 // Thread-safe: one handler serves all worker threads; per-thread state lives in GatewayWorker.
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
+#include <random>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "boost/asio/awaitable.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ssl/context.hpp"
 #include "services/gateway/auth.h"
+#include "services/gateway/catalog_snapshot.h"
 #include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
 #include "services/gateway/ledger_client.h"
+#include "services/gateway/outcome_reporter.h"
+#include "services/gateway/route_cache.h"
 #include "services/gateway/router_client.h"
 #include "services/gateway/upstream_client.h"
+#include "services/router/request_classifier.h"
 
 namespace tollgate::gateway {
 
-// The per-thread state of a gateway worker: its upstream connection pool.
+// The per-thread state of a gateway worker: its upstream connection pool and routing state
+// (decision cache, random source, known retry-after cooldowns). Used only on its thread.
 class GatewayWorker : public WorkerState {
  public:
   GatewayWorker(boost::asio::io_context& ioc, boost::asio::ssl::context* tls,
                 UpstreamOptions options)
-      : pool_(ioc, tls, options) {}
+      : pool_(ioc, tls, options), rng_(std::random_device{}()) {}
   ~GatewayWorker() override { pool_.Close(); }
 
   UpstreamPool& pool() { return pool_; }
 
+  // The thread's decision cache, created on first use over `generation`.
+  RouteCache& route_cache(const std::atomic<uint64_t>* generation) {
+    if (route_cache_ == nullptr) route_cache_ = std::make_unique<RouteCache>(generation);
+    return *route_cache_;
+  }
+  std::mt19937_64& rng() { return rng_; }
+  // Deployment id -> until when an upstream asked (retry-after) not to be called.
+  absl::flat_hash_map<std::string, std::chrono::steady_clock::time_point>& cooldowns() {
+    return cooldowns_;
+  }
+  // The classifier configuration of the snapshot at `generation` (reloaded when it changed).
+  const router::ClassifierConfig* classifier(const SnapshotStore& store);
+
  private:
   UpstreamPool pool_;
+  std::unique_ptr<RouteCache> route_cache_;
+  std::mt19937_64 rng_;
+  absl::flat_hash_map<std::string, std::chrono::steady_clock::time_point> cooldowns_;
+  uint64_t classifier_generation_ = 0;
+  std::optional<router::ClassifierConfig> classifier_;
 };
 
 struct ChatHandlerOptions {
   int max_attempts = 3;
+  // Budget for fallback: no new attempt starts later than this after the first one started.
+  std::chrono::milliseconds max_total_retry{30000};
+  // Base backoff before attempt n+1: base * 2^(n-1), jittered to [half, full].
+  std::chrono::milliseconds retry_backoff{25};
+  // Reuse Route answers within their cache scope and TTL (needs a SnapshotStore).
+  bool route_cache = true;
   size_t max_upstream_body_bytes = 16 * 1024 * 1024;
   size_t max_stream_event_bytes = 1024 * 1024;
 };
@@ -70,6 +112,14 @@ class ChatHandler {
   ChatHandler(ChatHandlerOptions options, const KeyStore* keys, RouterClient* router,
               LedgerClient* ledger, GatewayMetrics* metrics);
 
+  // Optional routing collaborators (call before serving; both must outlive the handler): the
+  // Watch snapshot (router fallback, decision-cache invalidation and classifier) and the outcome
+  // reporter. Null: no snapshot fallback / no cache / no outcome reports.
+  void SetRouting(SnapshotStore* snapshots, OutcomeReporter* outcomes) {
+    snapshots_ = snapshots;
+    outcomes_ = outcomes;
+  }
+
   void Handle(std::shared_ptr<HttpSession> session, HttpRequest request);
 
  private:
@@ -79,7 +129,11 @@ class ChatHandler {
   boost::asio::awaitable<void> Serve(std::unique_ptr<ChatContext> context);
   boost::asio::awaitable<absl::StatusOr<v1::RouteResponse>> Route(ChatContext& ctx);
   boost::asio::awaitable<Outcome> Attempt(ChatContext& ctx, UpstreamPool& pool,
-                                          const v1::Deployment& deployment, Failure& last);
+                                          const v1::Deployment& deployment, Failure& last,
+                                          bool larger_context_available);
+  void ReportOutcome(ChatContext& ctx, const v1::Deployment& d, int64_t start_unix_ms,
+                     unsigned http_status, v1::OutcomeErrorKind kind, int64_t latency_us,
+                     int64_t ttft_us, const v1::TokenUsage* usage, int64_t retry_after_ms);
   boost::asio::awaitable<Outcome> ServeNonStream(ChatContext& ctx, const v1::Deployment& d,
                                                  UpstreamExchange& exchange,
                                                  std::chrono::steady_clock::time_point start,
@@ -101,6 +155,8 @@ class ChatHandler {
   RouterClient* const router_;
   LedgerClient* const ledger_;
   GatewayMetrics* const metrics_;
+  SnapshotStore* snapshots_ = nullptr;
+  OutcomeReporter* outcomes_ = nullptr;
 };
 
 }  // namespace tollgate::gateway

@@ -103,6 +103,44 @@ GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> registry,
                                .Add({})) {
   // Pre-create the ledger series so dashboards see zeros before the first event.
   for (const char* result : {"sent", "acked", "dropped"}) ledger_events_.Add({{"result", result}});
+
+  router_fallback_decisions_ =
+      &prometheus::BuildCounter()
+           .Name("tollgate_gateway_router_fallback_decisions_total")
+           .Help(
+               "Requests routed from the Watch catalog snapshot because Router.Route failed or "
+               "exceeded its deadline")
+           .Register(*registry_)
+           .Add({});
+  auto& cache = prometheus::BuildCounter()
+                    .Name("tollgate_gateway_route_cache_lookups_total")
+                    .Help("Decision-cache lookups by result (hit, miss)")
+                    .Register(*registry_);
+  route_cache_hits_ = &cache.Add({{"result", "hit"}});
+  route_cache_misses_ = &cache.Add({{"result", "miss"}});
+  outcome_queue_depth_ = &prometheus::BuildGauge()
+                              .Name("tollgate_gateway_outcome_queue_depth")
+                              .Help("Attempt outcomes waiting to be reported to the router")
+                              .Register(*registry_)
+                              .Add({});
+  outcomes_ = &prometheus::BuildCounter()
+                   .Name("tollgate_gateway_outcomes_total")
+                   .Help(
+                       "Attempt outcomes for Router.ReportOutcomes by result: sent, dropped "
+                       "(queue full), failed (the report RPC failed)")
+                   .Register(*registry_);
+  for (const char* result : {"sent", "dropped", "failed"}) outcomes_->Add({{"result", result}});
+  watch_events_ = &prometheus::BuildCounter()
+                       .Name("tollgate_gateway_router_watch_events_total")
+                       .Help(
+                           "Router Watch stream messages by kind (snapshot, health, heartbeat) "
+                           "and stream (re)connections (reconnect)")
+                       .Register(*registry_);
+  snapshot_held_ = &prometheus::BuildGauge()
+                        .Name("tollgate_gateway_router_snapshot_held")
+                        .Help("1 once a catalog snapshot from the router's Watch stream is held")
+                        .Register(*registry_)
+                        .Add({});
 }
 
 template <typename T>
@@ -211,6 +249,14 @@ std::string GatewayMetrics::FeatureLabel(std::string_view feature) {
   }
   admitted.insert(std::move(key));
   return std::string(feature);
+}
+
+void GatewayMetrics::AddOutcomes(std::string_view result, double n) {
+  Child(*outcomes_, {"result"}, {result}).Increment(n);
+}
+
+void GatewayMetrics::RecordWatchEvent(std::string_view kind) {
+  Child(*watch_events_, {"kind"}, {kind}).Increment();
 }
 
 }  // namespace tollgate::gateway

@@ -66,6 +66,21 @@ class GatewayMetrics {
   void ConnectionOpened() { active_connections_->Increment(); }
   void ConnectionClosed() { active_connections_->Decrement(); }
 
+  // Routing (issue 6). tollgate_gateway_router_fallback_decisions_total: requests routed from the
+  // Watch snapshot because Route failed or timed out.
+  void RecordRouterFallbackDecision() { router_fallback_decisions_->Increment(); }
+  // tollgate_gateway_route_cache_lookups_total{result}: hit, miss (cache on, nothing usable).
+  void RecordRouteCacheHit() { route_cache_hits_->Increment(); }
+  void RecordRouteCacheMiss() { route_cache_misses_->Increment(); }
+  // tollgate_gateway_outcome_queue_depth and tollgate_gateway_outcomes_total{result}: attempt
+  // outcomes for Router.ReportOutcomes; result in sent, dropped (queue full), failed (RPC error).
+  void SetOutcomeQueueDepth(double depth) { outcome_queue_depth_->Set(depth); }
+  void AddOutcomes(std::string_view result, double n);
+  // tollgate_gateway_router_watch_events_total{kind}: snapshot, health, heartbeat, reconnect.
+  void RecordWatchEvent(std::string_view kind);
+  // tollgate_gateway_router_snapshot_held: 1 once a catalog snapshot was received.
+  void SetSnapshotHeld(bool held) { snapshot_held_->Set(held ? 1 : 0); }
+
   // The label value to use for a client-supplied feature (see the class comment).
   std::string FeatureLabel(std::string_view feature);
 
@@ -93,6 +108,14 @@ class GatewayMetrics {
   prometheus::Gauge* ledger_unacked_;
   prometheus::Family<prometheus::Counter>& ledger_events_;
   prometheus::Gauge* active_connections_;
+
+  prometheus::Counter* router_fallback_decisions_ = nullptr;
+  prometheus::Counter* route_cache_hits_ = nullptr;
+  prometheus::Counter* route_cache_misses_ = nullptr;
+  prometheus::Gauge* outcome_queue_depth_ = nullptr;
+  prometheus::Family<prometheus::Counter>* outcomes_ = nullptr;
+  prometheus::Family<prometheus::Counter>* watch_events_ = nullptr;
+  prometheus::Gauge* snapshot_held_ = nullptr;
 
   absl::Mutex features_mu_;
   absl::flat_hash_set<std::string> features_ ABSL_GUARDED_BY(features_mu_);

@@ -21,12 +21,15 @@
 #include "services/common/logging.h"
 #include "services/gateway/api_handler.h"
 #include "services/gateway/auth.h"
+#include "services/gateway/catalog_snapshot.h"
 #include "services/gateway/chat_handler.h"
 #include "services/gateway/config.h"
 #include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
 #include "services/gateway/ledger_client.h"
+#include "services/gateway/outcome_reporter.h"
 #include "services/gateway/router_client.h"
+#include "services/gateway/spool/spool.h"
 
 ABSL_FLAG(std::string, config, "",
           "Path of the gateway YAML configuration (client keys). Required.");
@@ -49,6 +52,21 @@ ABSL_FLAG(int64_t, route_timeout_ms, 1000, "Deadline of each Router.Route / List
 ABSL_FLAG(int, max_attempts, 3,
           "Most upstream candidates tried for one request (fallback on connect errors, "
           "timeouts, 429 and 5xx).");
+ABSL_FLAG(int64_t, max_total_retry_ms, 30000,
+          "Fallback time budget per request: no new upstream attempt starts later than this "
+          "after the first attempt started (backoff and retry-after waits included).");
+ABSL_FLAG(int64_t, retry_backoff_ms, 25,
+          "Base backoff before the next fallback attempt: base * 2^(attempt-1), jittered to "
+          "[half, full]. 0 = no backoff.");
+ABSL_FLAG(bool, route_cache, true,
+          "Reuse Router.Route answers within their cache scope and TTL (per I/O thread, "
+          "invalidated by every router Watch event); needs the Watch snapshot.");
+ABSL_FLAG(int64_t, outcome_queue_capacity, 10000,
+          "Attempt outcomes buffered for Router.ReportOutcomes; when full, new ones are dropped "
+          "(counted) so requests never wait.");
+ABSL_FLAG(int64_t, outcome_batch_size, 256, "Most attempt outcomes per ReportOutcomes call.");
+ABSL_FLAG(int64_t, outcome_batch_delay_ms, 50,
+          "Longest an attempt outcome waits before it is reported to the router.");
 ABSL_FLAG(int64_t, upstream_max_idle_per_host, 64,
           "Idle keep-alive upstream connections kept per (scheme, host, port) per thread.");
 ABSL_FLAG(int64_t, upstream_connect_timeout_ms, 5000,
@@ -72,6 +90,28 @@ ABSL_FLAG(int64_t, ledger_batch_delay_ms, 20,
           "Longest a usage event waits for its batch to fill before it is sent.");
 ABSL_FLAG(int64_t, ledger_flush_timeout_ms, 5000,
           "On shutdown, how long to wait for the ledger to acknowledge queued usage events.");
+ABSL_FLAG(std::string, spool_dir, "./tollgate-spool",
+          "Directory of the crash-proof usage spool: every usage event is written (and synced) "
+          "here before it is sent to the ledger, and kept until the ledger acknowledges it; a "
+          "restarted gateway resends what is left. Created if missing; one gateway process per "
+          "directory. Empty = no spool (events buffered in memory only, lost if the process "
+          "dies).");
+ABSL_FLAG(int64_t, spool_segment_bytes, 16 * 1024 * 1024,
+          "Usage spool segment file size; a segment is deleted once the ledger acknowledged "
+          "every event in it.");
+ABSL_FLAG(int64_t, spool_max_bytes, 1024ll * 1024 * 1024,
+          "Bound on the usage spool's size on disk (reached when the ledger is down for long); "
+          "then --spool_full_policy applies.");
+ABSL_FLAG(std::string, spool_full_policy, "reject",
+          "When the usage spool is full: \"reject\" = new chat requests get 503 spool_full with "
+          "retry-after; \"drop\" = keep serving and drop their usage events (counted in "
+          "tollgate_gateway_spool_events_total{result=\"dropped\"} and logged).");
+ABSL_FLAG(int64_t, spool_commit_delay_us, 200,
+          "Group commit window: after writing an event, the spool writer collects more for up to "
+          "this long before one fdatasync covers them all. Requests never wait for it.");
+ABSL_FLAG(bool, spool_fsync, true,
+          "fdatasync each spool group commit (durable against power loss). false: events survive "
+          "a crash of the gateway process but not of the machine.");
 ABSL_FLAG(int64_t, feature_label_limit, 100,
           "Distinct x-tollgate-feature values given their own metric label; later ones are "
           "reported as \"other\".");
@@ -139,6 +179,23 @@ int Run() {
   RouterClient router(MakeChannel(absl::GetFlag(FLAGS_router)),
                       ms(Positive("route_timeout_ms", absl::GetFlag(FLAGS_route_timeout_ms))));
   router.Connect();
+  // Catalog snapshot from Router.Watch (fallback routing, decision-cache invalidation) and the
+  // attempt-outcome reporter, on the same channel as Route.
+  auto router_channel = MakeChannel(absl::GetFlag(FLAGS_router));
+  SnapshotStore snapshots;
+  router.SetSnapshotStore(&snapshots);
+  RouterWatcher watcher(router_channel, &snapshots, &metrics);
+  OutcomeReporterOptions outcome_options;
+  outcome_options.queue_capacity = static_cast<size_t>(
+      Positive("outcome_queue_capacity", absl::GetFlag(FLAGS_outcome_queue_capacity)));
+  outcome_options.batch_size =
+      static_cast<size_t>(Positive("outcome_batch_size", absl::GetFlag(FLAGS_outcome_batch_size)));
+  outcome_options.batch_delay =
+      ms(Positive("outcome_batch_delay_ms", absl::GetFlag(FLAGS_outcome_batch_delay_ms)));
+  outcome_options.rpc_timeout = ms(absl::GetFlag(FLAGS_route_timeout_ms));
+  OutcomeReporter outcomes(router_channel, &metrics, outcome_options);
+  watcher.Start();
+  outcomes.Start();
 
   LedgerClientOptions ledger_options;
   ledger_options.queue_capacity = static_cast<size_t>(
@@ -147,17 +204,45 @@ int Run() {
       static_cast<size_t>(Positive("ledger_batch_size", absl::GetFlag(FLAGS_ledger_batch_size)));
   ledger_options.batch_delay =
       ms(Positive("ledger_batch_delay_ms", absl::GetFlag(FLAGS_ledger_batch_delay_ms)));
+  SpoolMetrics spool_metrics(*registry);
+  std::unique_ptr<Spool> spool;  // declared before the ledger client: it outlives it
+  if (const std::string spool_dir = absl::GetFlag(FLAGS_spool_dir); !spool_dir.empty()) {
+    SpoolOptions spool_options;
+    spool_options.dir = spool_dir;
+    spool_options.segment_bytes = static_cast<uint64_t>(
+        Positive("spool_segment_bytes", absl::GetFlag(FLAGS_spool_segment_bytes)));
+    spool_options.max_bytes =
+        static_cast<uint64_t>(Positive("spool_max_bytes", absl::GetFlag(FLAGS_spool_max_bytes)));
+    absl::StatusOr<SpoolFullPolicy> policy =
+        ParseSpoolFullPolicy(absl::GetFlag(FLAGS_spool_full_policy));
+    if (!policy.ok()) Die(absl::StrCat("--", std::string(policy.status().message())));
+    spool_options.full_policy = *policy;
+    spool_options.commit_delay =
+        std::chrono::microseconds(std::max<int64_t>(0, absl::GetFlag(FLAGS_spool_commit_delay_us)));
+    spool_options.fsync = absl::GetFlag(FLAGS_spool_fsync);
+    absl::StatusOr<std::unique_ptr<Spool>> opened = Spool::Open(spool_options, &spool_metrics);
+    if (!opened.ok()) Die(absl::StrCat("usage spool: ", std::string(opened.status().message())));
+    spool = std::move(*opened);
+    ledger_options.spool = spool.get();
+    ledger_options.spool_metrics = &spool_metrics;
+  }
   auto ledger = std::make_unique<LedgerClient>(ledger_options,
                                                MakeChannel(absl::GetFlag(FLAGS_ledger)), &metrics);
 
   ChatHandlerOptions chat_options;
   chat_options.max_attempts = max_attempts;
+  chat_options.max_total_retry =
+      ms(Positive("max_total_retry_ms", absl::GetFlag(FLAGS_max_total_retry_ms)));
+  chat_options.retry_backoff = ms(std::max<int64_t>(0, absl::GetFlag(FLAGS_retry_backoff_ms)));
+  chat_options.route_cache = absl::GetFlag(FLAGS_route_cache);
   chat_options.max_upstream_body_bytes = static_cast<size_t>(
       Positive("max_upstream_body_bytes", absl::GetFlag(FLAGS_max_upstream_body_bytes)));
   chat_options.max_stream_event_bytes = static_cast<size_t>(
       Positive("max_stream_event_bytes", absl::GetFlag(FLAGS_max_stream_event_bytes)));
   ChatHandler chat(chat_options, &keys, &router, ledger.get(), &metrics);
+  chat.SetRouting(&snapshots, &outcomes);
   ApiHandler api(&chat, &keys, &router, &metrics);
+  api.SetLedger(ledger.get());  // 503 spool_full while the spool is full under policy reject
 
   UpstreamOptions upstream;
   upstream.max_idle_per_host =
@@ -207,9 +292,12 @@ int Run() {
   (*server)->Stop();
   router.WaitIdle();  // router completions target the workers' io_contexts
   server->reset();
+  watcher.Stop();
+  outcomes.Stop();
 
   const size_t lost =
       ledger->Shutdown(ms(std::max<int64_t>(0, absl::GetFlag(FLAGS_ledger_flush_timeout_ms))));
+  if (spool != nullptr) spool->Close();  // unacknowledged events stay on disk for the next start
   LogInfo("stopped", {{"unflushed_usage_events", absl::StrCat(lost)}});
   return 0;
 }

@@ -31,6 +31,7 @@ RouterClient::~RouterClient() { WaitIdle(); }
 void RouterClient::Connect() { channel_->GetState(/*try_to_connect=*/true); }
 
 bool RouterClient::Ready() const {
+  if (snapshot_store_ != nullptr && snapshot_store_->has_snapshot()) return true;
   switch (channel_->GetState(/*try_to_connect=*/true)) {
     case GRPC_CHANNEL_READY:
       return true;

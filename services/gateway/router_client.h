@@ -10,9 +10,10 @@
 // unknown model; FAILED_PRECONDITION: no deployment can serve the request) or the transport's
 // (UNAVAILABLE, DEADLINE_EXCEEDED).
 //
-// Readiness (Ready()): the channel is READY, or it is IDLE/CONNECTING and the last call reached
-// the router (any status other than UNAVAILABLE / DEADLINE_EXCEEDED / CANCELLED / UNKNOWN /
-// INTERNAL). TRANSIENT_FAILURE or SHUTDOWN means not ready.
+// Readiness (Ready()): a catalog snapshot from the router's Watch stream is held (the gateway can
+// route from it when the router is away; see SetSnapshotStore), or the channel is READY, or it is
+// IDLE/CONNECTING and the last call reached the router (any status other than UNAVAILABLE /
+// DEADLINE_EXCEEDED / CANCELLED / UNKNOWN / INTERNAL). Otherwise not ready.
 //
 // Thread-safe. The executors passed in must outlive every call made with them: call WaitIdle()
 // before destroying them.
@@ -25,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "boost/asio/any_io_executor.hpp"
 #include "grpcpp/channel.h"
+#include "services/gateway/catalog_snapshot.h"
 #include "tollgate/v1/router.grpc.pb.h"
 
 namespace tollgate::gateway {
@@ -44,6 +46,9 @@ class RouterClient {
   void ListModels(boost::asio::any_io_executor executor, ListModelsCallback done);
 
   bool Ready() const;
+  // Counts a held snapshot in Ready(). `store` may be null; it must outlive the client. Call
+  // before serving.
+  void SetSnapshotStore(const SnapshotStore* store) { snapshot_store_ = store; }
 
   // Starts connecting without waiting (so the first request does not pay for it).
   void Connect();
@@ -61,6 +66,7 @@ class RouterClient {
   const std::chrono::milliseconds timeout_;
   std::atomic<bool> last_call_reached_router_{false};
   std::atomic<int> in_flight_{0};
+  const SnapshotStore* snapshot_store_ = nullptr;
 };
 
 }  // namespace tollgate::gateway

@@ -94,9 +94,13 @@ absl::Status Suite::Boot(const SuiteOptions& options) {
   gateway_port_ = PickFreePort();
   dead_port_ = PickFreePort();  // nothing listens here: connect errors
 
+  std::vector<std::pair<std::string, std::string>> vars = {{"$MOCK", absl::StrCat(mock_port_)},
+                                                          {"$DEAD", absl::StrCat(dead_port_)}};
+  for (const auto& [key, value] : options.catalog_vars) vars.emplace_back(key, value);
   WriteFile(dir() + "/catalog.yaml",
-            absl::StrReplaceAll(kCatalogTemplate, {{"$MOCK", absl::StrCat(mock_port_)},
-                                                   {"$DEAD", absl::StrCat(dead_port_)}}));
+            absl::StrReplaceAll(options.catalog_template.empty() ? std::string(kCatalogTemplate)
+                                                                 : options.catalog_template,
+                                vars));
   WriteFile(dir() + "/gateway.yaml", kGatewayConfig);
 
   st = StartLedger();
@@ -116,13 +120,30 @@ absl::Status Suite::Boot(const SuiteOptions& options) {
   st = StartProcess(mock_, "mock", mock, mock_port_);
   if (!st.ok()) return st;
 
+  return StartGateway();
+}
+
+absl::Status Suite::StartGateway() {
   std::vector<std::string> gateway = {Binary("tollgate-gateway"),
                                       "--config=" + dir() + "/gateway.yaml",
                                       absl::StrCat("--listen=127.0.0.1:", gateway_port_),
                                       absl::StrCat("--router=127.0.0.1:", router_port_),
-                                      absl::StrCat("--ledger=127.0.0.1:", ledger_port_)};
-  gateway.insert(gateway.end(), options.gateway_flags.begin(), options.gateway_flags.end());
-  return StartProcess(gateway_, "gateway", gateway, gateway_port_);
+                                      absl::StrCat("--ledger=127.0.0.1:", ledger_port_),
+                                      "--spool_dir=" + spool_dir()};
+  gateway.insert(gateway.end(), options_.gateway_flags.begin(), options_.gateway_flags.end());
+  // Each run logs to its own file, so a restart keeps the previous run's log.
+  const std::string name =
+      gateway_restarts_ == 0 ? std::string("gateway") : absl::StrCat("gateway.", gateway_restarts_);
+  ++gateway_restarts_;
+  return StartProcess(gateway_, name, gateway, gateway_port_);
+}
+
+void Suite::KillGateway() {
+  if (gateway_) gateway_->Kill();
+}
+
+void Suite::StopGateway() {
+  if (gateway_) gateway_->Stop();
 }
 
 absl::Status Suite::StartProcess(std::unique_ptr<Process>& slot, const std::string& name,
@@ -153,6 +174,12 @@ absl::Status Suite::StartLedger() {
 void Suite::KillLedger() {
   if (ledger_) ledger_->Kill();
 }
+
+void Suite::KillRouter() {
+  if (router_) router_->Kill();
+}
+
+std::string Suite::router_address() const { return absl::StrCat("127.0.0.1:", router_port_); }
 
 void Suite::StopLedger() {
   if (ledger_) ledger_->Stop();

@@ -27,6 +27,10 @@ struct SuiteOptions {
   std::vector<std::string> ledger_flags;
   std::vector<std::string> router_flags;
   std::vector<std::string> mock_flags;
+  // Catalog YAML replacing the default one; "$MOCK" and "$DEAD" are replaced by the mock's and
+  // the dead port, and each key of catalog_vars by its value. Empty: the default catalog.
+  std::string catalog_template;
+  std::map<std::string, std::string> catalog_vars;
 };
 
 class Suite {
@@ -54,6 +58,18 @@ class Suite {
   void StopLedger();
   absl::Status StartLedger();
 
+  // Gateway lifecycle, for durability tests. The gateway's usage spool is spool_dir(), kept
+  // across restarts.
+  void KillGateway();  // SIGKILL
+  void StopGateway();  // SIGTERM, graceful
+  absl::Status StartGateway();
+  std::string spool_dir() const { return dir() + "/spool"; }
+
+  // Router lifecycle, for router-unavailability tests.
+  void KillRouter();
+  std::string router_address() const;
+  std::string catalog_path() const { return dir() + "/catalog.yaml"; }
+
   // Runs tollgatectl with the suite's admin addresses prepended.
   CommandResult Ctl(const std::vector<std::string>& args);
 
@@ -75,6 +91,7 @@ class Suite {
   SuiteOptions options_;
   int ledger_port_ = 0, ledger_admin_port_ = 0, router_port_ = 0, router_admin_port_ = 0;
   int mock_port_ = 0, gateway_port_ = 0, dead_port_ = 0;
+  int gateway_restarts_ = 0;
   std::unique_ptr<Process> ledger_, router_, mock_, gateway_;
 };
 
