@@ -9,6 +9,7 @@
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/async_result.hpp"
 #include "boost/asio/co_spawn.hpp"
+#include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/write.hpp"
@@ -178,6 +179,20 @@ asio::awaitable<bool> WriteLastChunk(beast::tcp_stream& stream, std::chrono::mil
   stream.expires_after(timeout);
   auto [ec, n] = co_await asio::async_write(stream, http::make_chunk_last(), kUseTuple);
   co_return !ec;
+}
+
+// Calls `enqueue(on_written)` and resumes the calling coroutine, on `executor`, once on_written
+// was called (from any thread: the spool's writer calls it after write()). The I/O thread is
+// never blocked meanwhile. on_written must be called exactly once.
+template <typename Enqueue>
+asio::awaitable<void> AwaitWritten(asio::any_io_executor executor, Enqueue enqueue) {
+  co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(
+      [executor, &enqueue](auto handler) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        enqueue(std::function<void()>(
+            [executor, shared]() { asio::post(executor, std::move(*shared)); }));
+      },
+      asio::use_awaitable);
 }
 
 }  // namespace
@@ -724,8 +739,12 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeNonStream(ChatContext& c
   response.set(kCostHeader, FormatPicoUsd(cost));
   response.keep_alive(ctx.keep_alive);
   response.body() = std::move(*body);
+  // Durability contract: the usage event reaches the spool's file (write(), which survives a
+  // crash of the process) before the client can see the answer.
+  co_await AwaitWritten(ctx.session->executor(), [&](std::function<void()> on_written) {
+    Record(ctx, &d, 200, "", usage, cost, std::move(on_written));
+  });
   ctx.session->Reply(std::move(response));
-  Record(ctx, &d, 200, "", usage, cost);
   co_return Outcome::kDone;
 }
 
@@ -756,18 +775,21 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
   std::optional<v1::TokenUsage> usage;
   int64_t output_bytes = 0;
   bool upstream_error_event = false;
+  bool saw_done = false;  // the upstream sent "data: [DONE]"
+  bool recorded = false;  // the usage event was enqueued: ctx.event and `record` are gone
   std::string out;
   absl::Status broken;
   auto on_event = [&](const SseEvent& event) {
     bool forward = true;
     if (event.has_data) {
+      if (event.data == "[DONE]") saw_done = true;
       const StreamChunkInfo chunk = InspectStreamChunk(event.data);
       if (chunk.is_error) upstream_error_event = true;
       if (chunk.usage) usage = *chunk.usage;
       // The gateway asked for usage on the client's behalf: hide that chunk unless the client
       // asked for it too.
       if (chunk.usage_only && !ctx.info.client_wants_usage) forward = false;
-      if (chunk.has_output) {
+      if (chunk.has_output && !recorded) {
         output_bytes += chunk.output_bytes;
         if (attempt_ttft_us == 0) {
           attempt_ttft_us = std::max<int64_t>(1, Micros(Clock::now() - attempt_start));
@@ -783,56 +805,28 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
     }
   };
 
-  while (!client_gone) {
-    absl::StatusOr<std::string_view> piece = co_await exchange.ReadSome();
-    if (!piece.ok()) {
-      broken = piece.status();
-      break;
+  // Builds and enqueues the usage event. Durability contract: it runs, and the event is in the
+  // spool's file, before the client can see the end of the stream ("[DONE]" or the terminating
+  // chunk), so a client that saw the end has its request recorded.
+  auto record_end = [&](std::function<void()> on_written) {
+    recorded = true;
+    record->set_latency_us(Micros(Clock::now() - attempt_start));
+    std::string error_code;
+    if (!broken.ok()) {
+      error_code = "upstream_stream_interrupted";
+      record->set_error(std::string(broken.message()));
+      metrics_->RecordUpstreamError(d.id(), "stream");
+      LogWarn("upstream stream interrupted", {{"request_id", ctx.request_id},
+                                              {"deployment", d.id()},
+                                              {"error", std::string(broken.message())}});
+    } else if (client_gone) {
+      error_code = "client_disconnected";
+    } else if (upstream_error_event) {
+      error_code = "upstream_stream_error";
     }
-    out.clear();
-    if (piece->empty()) {
-      parser.Finish(on_event);
-      if (!out.empty()) client_gone = !co_await WriteChunk(client, out, client_timeout);
-      break;
-    }
-    const absl::Status fed = parser.Feed(*piece, on_event);
-    // Forward at once what arrived: one chunk per upstream read, never held back.
-    if (!out.empty()) client_gone = !co_await WriteChunk(client, out, client_timeout);
-    if (!fed.ok()) {
-      broken = fed;
-      break;
-    }
-  }
-
-  record->set_latency_us(Micros(Clock::now() - attempt_start));
-  std::string error_code;
-  if (!client_gone && !broken.ok()) {
-    const std::string event = StreamErrorEvent(
-        absl::StrCat("The response stream from deployment '", d.id(),
-                     "' was interrupted before it completed",
-                     broken.code() == absl::StatusCode::kDeadlineExceeded ? " (timeout)." : "."),
-        "upstream_error", "upstream_error");
-    client_gone = !co_await WriteChunk(client, event, client_timeout);
-  }
-  if (!client_gone) client_gone = !co_await WriteLastChunk(client, client_timeout);
-  exchange.Finish();  // pooled only when the upstream response was read to its end
-
-  if (!broken.ok()) {
-    error_code = "upstream_stream_interrupted";
-    record->set_error(std::string(broken.message()));
-    metrics_->RecordUpstreamError(d.id(), "stream");
-    LogWarn("upstream stream interrupted", {{"request_id", ctx.request_id},
-                                            {"deployment", d.id()},
-                                            {"error", std::string(broken.message())}});
-  } else if (client_gone) {
-    error_code = "client_disconnected";
-  } else if (upstream_error_event) {
-    error_code = "upstream_stream_error";
-  }
-  const v1::TokenUsage final_usage =
-      usage ? *usage : EstimatedUsage(ctx.estimated_input_tokens, output_bytes);
-  const int64_t cost = PriceOrZero(final_usage, d.prices(), ctx.request_id);
-  {
+    const v1::TokenUsage final_usage =
+        usage ? *usage : EstimatedUsage(ctx.estimated_input_tokens, output_bytes);
+    const int64_t cost = PriceOrZero(final_usage, d.prices(), ctx.request_id);
     v1::OutcomeErrorKind kind = v1::OUTCOME_ERROR_NONE;
     if (!broken.ok()) {
       kind = broken.code() == absl::StatusCode::kDeadlineExceeded ? v1::OUTCOME_ERROR_TIMEOUT
@@ -844,10 +838,47 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
     }
     ReportOutcome(ctx, d, start_unix_ms, exchange.status(), kind, record->latency_us(),
                   attempt_ttft_us, &final_usage, 0);
+    Record(ctx, &d, 200, error_code, final_usage, cost, std::move(on_written));
+  };
+  const asio::any_io_executor executor = ctx.session->executor();
+
+  while (!client_gone) {
+    absl::StatusOr<std::string_view> piece = co_await exchange.ReadSome();
+    if (!piece.ok()) {
+      broken = piece.status();
+      break;
+    }
+    out.clear();
+    if (piece->empty()) {
+      parser.Finish(on_event);
+      if (saw_done && !recorded) co_await AwaitWritten(executor, record_end);
+      if (!out.empty()) client_gone = !co_await WriteChunk(client, out, client_timeout);
+      break;
+    }
+    const absl::Status fed = parser.Feed(*piece, on_event);
+    if (saw_done && !recorded) co_await AwaitWritten(executor, record_end);
+    // Forward at once what arrived: one chunk per upstream read, never held back.
+    if (!out.empty()) client_gone = !co_await WriteChunk(client, out, client_timeout);
+    if (!fed.ok()) {
+      if (!recorded) broken = fed;  // after [DONE] the client already has a complete stream
+      break;
+    }
   }
+
+  if (!client_gone && !broken.ok() && !recorded) {
+    const std::string event = StreamErrorEvent(
+        absl::StrCat("The response stream from deployment '", d.id(),
+                     "' was interrupted before it completed",
+                     broken.code() == absl::StatusCode::kDeadlineExceeded ? " (timeout)." : "."),
+        "upstream_error", "upstream_error");
+    client_gone = !co_await WriteChunk(client, event, client_timeout);
+  }
+  if (!recorded) co_await AwaitWritten(executor, record_end);
+  if (!client_gone) client_gone = !co_await WriteLastChunk(client, client_timeout);
+  exchange.Finish();  // pooled only when the upstream response was read to its end
+
   const bool keep_alive = head.keep_alive() && !client_gone && broken.ok();
   ctx.session->FinishStreamed(keep_alive);
-  Record(ctx, &d, 200, error_code, final_usage, cost);
   co_return Outcome::kDone;
 }
 
@@ -880,7 +911,7 @@ void ChatHandler::FailAllAttempts(ChatContext& ctx, const Failure& last) {
 
 void ChatHandler::Record(ChatContext& ctx, const v1::Deployment* served, unsigned http_status,
                          std::string_view error_code, const v1::TokenUsage& usage,
-                         int64_t cost_pico) {
+                         int64_t cost_pico, std::function<void()> on_written) {
   const Clock::duration total = Clock::now() - ctx.start;
   auto event = std::make_unique<v1::UsageEvent>(std::move(ctx.event));
   if (served != nullptr) {
@@ -927,7 +958,7 @@ void ChatHandler::Record(ChatContext& ctx, const v1::Deployment* served, unsigne
                       {"team", team},
                       {"latency_us", absl::StrCat(event->latency_us())},
                       {"error_code", error_code}});
-  ledger_->Enqueue(std::move(event));
+  ledger_->Enqueue(std::move(event), std::move(on_written));
 }
 
 }  // namespace tollgate::gateway

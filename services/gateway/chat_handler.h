@@ -36,6 +36,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -146,9 +147,12 @@ class ChatHandler {
                   std::string_view param, std::string_view message,
                   std::string_view retry_after = {});
   void FailAllAttempts(ChatContext& ctx, const Failure& last);
-  // Records the request's outcome: usage event to the ledger, metrics, log line.
+  // Records the request's outcome: usage event to the ledger, metrics, log line. Moves
+  // ctx.event out. `on_written` goes to LedgerClient::Enqueue: called (from any thread) once the
+  // event is in the spool's file, or at once without a spool / when the event is dropped.
   void Record(ChatContext& ctx, const v1::Deployment* served, unsigned http_status,
-              std::string_view error_code, const v1::TokenUsage& usage, int64_t cost_pico);
+              std::string_view error_code, const v1::TokenUsage& usage, int64_t cost_pico,
+              std::function<void()> on_written = nullptr);
 
   const ChatHandlerOptions options_;
   const KeyStore* const keys_;

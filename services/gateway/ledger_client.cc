@@ -81,18 +81,25 @@ void LedgerClient::CountRejected() {
 
 LedgerClient::~LedgerClient() { Shutdown(std::chrono::milliseconds(0)); }
 
-bool LedgerClient::Enqueue(std::unique_ptr<v1::UsageEvent> event) {
+bool LedgerClient::Enqueue(std::unique_ptr<v1::UsageEvent> event,
+                           std::function<void()> on_written) {
   if (!accepting_.load(std::memory_order_acquire)) {
     CountDropped(1, "the gateway is shutting down");
+    if (on_written) on_written();
     return false;
   }
   if (options_.spool != nullptr) {
-    if (options_.spool->Append(std::move(event)) == Spool::AppendResult::kQueued) return true;
+    if (options_.spool->Append(std::move(event), std::move(on_written)) ==
+        Spool::AppendResult::kQueued) {
+      return true;
+    }
     // The spool counted and logged the drop; keep the ledger counter meaningful too.
     dropped_.fetch_add(1, std::memory_order_relaxed);
     if (metrics_ != nullptr) metrics_->AddLedgerEvents("dropped", 1);
     return false;
   }
+  // No spool: nothing to wait for (the in-memory queue is not durable anyway).
+  if (on_written) on_written();
   if (!queue_.TryPush(std::move(event))) {
     CountDropped(1, "the ledger queue is full");
     return false;

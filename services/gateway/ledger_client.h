@@ -36,6 +36,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <semaphore>
@@ -79,7 +80,11 @@ class LedgerClient {
   void Start();
 
   // Queues `event` for the ledger. Returns false when it was dropped (queue full or shut down).
-  bool Enqueue(std::unique_ptr<v1::UsageEvent> event);
+  // `on_written` (may be empty) is called exactly once, from any thread: with a spool, once the
+  // event is write()n to it (Spool::Append: it then survives a crash of the process; a crash of
+  // the machine can still lose the last group-commit window); without a spool, or when the event
+  // is dropped, synchronously before Enqueue returns. It must not block.
+  bool Enqueue(std::unique_ptr<v1::UsageEvent> event, std::function<void()> on_written = nullptr);
 
   // Stops accepting events, sends everything queued and waits up to `timeout` for the ledger to
   // acknowledge it all, then closes the stream and joins the sender. Returns the number of events

@@ -291,6 +291,11 @@ int Run() {
   }
   (*server)->Stop();
   router.WaitIdle();  // router completions target the workers' io_contexts
+  // Spool on_written hooks post to the workers' io_contexts too: let the writer reach every
+  // event already appended (Flush returns once their hooks have run) before destroying them.
+  if (spool != nullptr && !spool->Flush(ms(5000))) {
+    LogWarn("usage spool flush timed out at shutdown");
+  }
   server->reset();
   watcher.Stop();
   outcomes.Stop();

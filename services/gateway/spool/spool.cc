@@ -278,24 +278,30 @@ bool Spool::Admitting() const {
          total_bytes_.load(std::memory_order_relaxed) < options_.max_bytes;
 }
 
-Spool::AppendResult Spool::Append(std::unique_ptr<v1::UsageEvent> event) {
+Spool::AppendResult Spool::Append(std::unique_ptr<v1::UsageEvent> event,
+                                  std::function<void()> on_written) {
   if (closing_.load(std::memory_order_acquire)) {
     CountDropped(1, "the spool is closed");
+    if (on_written) on_written();
     return AppendResult::kDropped;
   }
   if (options_.full_policy == SpoolFullPolicy::kDrop &&
       total_bytes_.load(std::memory_order_relaxed) >= options_.max_bytes) {
     CountDropped(1, "the spool is full (policy drop)");
+    if (on_written) on_written();
     return AppendResult::kDropped;
   }
   // Counted before the push so Flush never waits for less than it should.
   appended_.fetch_add(1, std::memory_order_acq_rel);
-  if (!queue_.TryPush(std::move(event))) {
+  Item item{std::move(event), std::move(on_written)};
+  if (!queue_.TryPush(std::move(item))) {
     {
       absl::MutexLock lock(&mu_);
       ++committed_events_;
     }
     CountDropped(1, "the spool hand-off queue is full");
+    // TryPush leaves `item` intact when it fails.
+    if (item.on_written) item.on_written();
     return AppendResult::kDropped;
   }
   if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) wake_.release();
@@ -383,6 +389,11 @@ void Spool::WriteQueued() {
   auto flush = [&]() {
     if (buffer_.empty()) return;
     absl::Status status = WriteAll(active_fd_, buffer_.data(), buffer_.size());
+    // After the write (or its failure, which drops the group): the requests waiting on these
+    // records may complete. Before they count as committed, so that Flush returning means every
+    // on_written of the flushed events has run.
+    for (std::function<void()>& callback : buffer_callbacks_) callback();
+    buffer_callbacks_.clear();
     if (status.ok()) {
       written_bytes_ += buffer_.size();
       written_records_ += buffered;
@@ -402,7 +413,8 @@ void Spool::WriteQueued() {
     buffer_.clear();
     buffered = 0;
   };
-  while (std::optional<std::unique_ptr<v1::UsageEvent>> event = queue_.TryPop()) {
+  while (std::optional<Item> item = queue_.TryPop()) {
+    std::unique_ptr<v1::UsageEvent>* event = &item->event;
     const size_t size = (*event)->ByteSizeLong();
     if (written_records_ + buffered > 0 &&
         written_bytes_ + buffer_.size() + kHeaderBytes + size > options_.segment_bytes) {
@@ -437,6 +449,7 @@ void Spool::WriteQueued() {
     (*event)->SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(payload));
     const uint32_t crc = RecordCrc(buffer_.data() + start, payload, size);
     for (int i = 0; i < 4; ++i) buffer_[start + 4 + i] = static_cast<char>(crc >> (8 * i));
+    if (item->on_written) buffer_callbacks_.push_back(std::move(item->on_written));
     ++buffered;
   }
   flush();
@@ -613,7 +626,10 @@ void Spool::Close() {
   if (writer_.joinable()) writer_.join();
   if (syncer_.joinable()) syncer_.join();  // syncs what the writer wrote last, then exits
   uint64_t lost = 0;
-  while (queue_.TryPop()) ++lost;  // pushed after the writer's last look
+  while (std::optional<Item> item = queue_.TryPop()) {  // pushed after the writer's last look
+    ++lost;
+    if (item->on_written) item->on_written();
+  }
   CountDropped(lost, "appended while the spool was closing");
   if (active_fd_ >= 0) {
     ::close(active_fd_);

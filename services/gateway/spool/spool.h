@@ -28,7 +28,9 @@
 // options.commit_delay for more, fdatasync()s everything written so far (then it survives a crash
 // of the machine) and only then makes it visible to Read. The sender therefore never sends an
 // event that a power loss could take back. With options.fsync = false there is no syncer and a
-// write is visible at once.
+// write is visible at once. Append's on_written hook fires right after the write(): the chat
+// handler completes a response only then, so an answered request survives a SIGKILL of the
+// gateway (a machine crash can still lose the last group-commit window).
 //
 // Recovery (Open): every segment is scanned and every record's length and CRC checked. The first
 // bad record of the newest segment is a torn tail (a write cut short by a crash): the file is
@@ -99,7 +101,14 @@ class Spool {
 
   // Queues `event` for the writer. Never blocks. kDropped (counted, logged) when the hand-off
   // queue is full, the spool is full under policy drop, or the spool is closed.
-  AppendResult Append(std::unique_ptr<v1::UsageEvent> event);
+  //
+  // `on_written` (may be empty) is called exactly once: from the writer thread right after the
+  // event's record was write()n (it then survives a crash of the process, not yet of the
+  // machine: that waits for the next group commit), or after a failed write dropped it; or
+  // synchronously from Append when the event is dropped. It runs on the writer thread, so it
+  // must be quick and must not block or call into the spool (post to an executor).
+  AppendResult Append(std::unique_ptr<v1::UsageEvent> event,
+                      std::function<void()> on_written = nullptr);
 
   // False while the spool is full and the policy is reject: new requests must be refused.
   bool Admitting() const;
@@ -170,7 +179,12 @@ class Spool {
   const SpoolOptions options_;
   SpoolMetrics* const metrics_;
 
-  BoundedQueue<std::unique_ptr<v1::UsageEvent>> queue_;
+  struct Item {
+    std::unique_ptr<v1::UsageEvent> event;
+    std::function<void()> on_written;  // may be empty
+  };
+
+  BoundedQueue<Item> queue_;
   std::counting_semaphore<> wake_{0};
   std::atomic<bool> wake_pending_{false};
   std::atomic<bool> closing_{false};
@@ -191,6 +205,7 @@ class Spool {
   uint64_t written_records_ = 0;  // in the active segment
   uint64_t written_bytes_ = 0;    // in the active segment
   std::string buffer_;
+  std::vector<std::function<void()>> buffer_callbacks_;  // on_written of the buffered records
 
   mutable absl::Mutex mu_;
   std::map<uint64_t, Segment> segments_ ABSL_GUARDED_BY(mu_);  // by base

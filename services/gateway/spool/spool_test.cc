@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -280,6 +281,36 @@ TEST(Spool, FullPolicyRejectClosesAdmissionButKeepsAdmittedEvents) {
   ASSERT_TRUE(spool->Flush(std::chrono::seconds(10)));
   EXPECT_EQ(spool->dropped(), 0u);
   EXPECT_EQ(Ids(ReadAll(*spool)).back(), "in-flight");
+}
+
+TEST(Spool, OnWrittenFiresAfterTheRecordIsInTheFile) {
+  TempDir dir;
+  std::unique_ptr<Spool> spool = MustOpen(Options(dir.path()));
+  ASSERT_NE(spool, nullptr);
+  const uint64_t record = 8 + Event("hooked")->ByteSizeLong();
+  std::promise<uint64_t> written;
+  // Runs on the writer thread: what is in the segment files at that moment.
+  auto on_written = [&written, &dir] {
+    uint64_t bytes = 0;
+    for (const fs::directory_entry& entry : fs::directory_iterator(dir.path())) {
+      if (entry.path().extension() == ".seg") bytes += entry.file_size();
+    }
+    written.set_value(bytes);
+  };
+  ASSERT_EQ(spool->Append(Event("hooked"), on_written), Spool::AppendResult::kQueued);
+  std::future<uint64_t> bytes = written.get_future();
+  ASSERT_EQ(bytes.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(bytes.get(), record);
+}
+
+TEST(Spool, OnWrittenFiresAtOnceWhenTheEventIsDropped) {
+  TempDir dir;
+  std::unique_ptr<Spool> spool = MustOpen(Options(dir.path()));
+  ASSERT_NE(spool, nullptr);
+  spool->Close();
+  int calls = 0;
+  EXPECT_EQ(spool->Append(Event("late"), [&calls] { ++calls; }), Spool::AppendResult::kDropped);
+  EXPECT_EQ(calls, 1);
 }
 
 TEST(Spool, ParsesPolicies) {
