@@ -18,28 +18,14 @@
 
 namespace tollgate::tools::ctl {
 namespace json = boost::json;
+
 namespace {
-
-absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
-
-std::string NormalizeFlag(std::string_view name) {
-  std::string n(name);
-  std::replace(n.begin(), n.end(), '_', '-');
-  return n;
-}
-
-bool ParseInt64(std::string_view text, int64_t& out) {
-  if (text.empty()) return false;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc() && ptr == text.data() + text.size();
-}
-
-// Display width for alignment: UTF-8 code points, not bytes.
 size_t DisplayWidth(std::string_view s) {
   size_t n = 0;
   for (unsigned char c : s) n += (c & 0xC0) != 0x80;
   return n;
 }
+}  // namespace
 
 // Aligned columns separated by two spaces, a dashed rule after the header and before row
 // `rule_before` (if non-zero). Right-aligned columns for numbers; no trailing spaces.
@@ -72,6 +58,23 @@ std::string RenderAligned(const std::vector<std::vector<std::string>>& rows,
   return out;
 }
 
+namespace {
+
+absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
+
+std::string NormalizeFlag(std::string_view name) {
+  std::string n(name);
+  std::replace(n.begin(), n.end(), '_', '-');
+  return n;
+}
+
+bool ParseInt64(std::string_view text, int64_t& out) {
+  if (text.empty()) return false;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && ptr == text.data() + text.size();
+}
+
+// Display width for alignment: UTF-8 code points, not bytes.
 std::string FormatBucket(int64_t unix_s, v1::Bucket bucket) {
   const absl::Time t = absl::FromUnixSeconds(unix_s);
   if (bucket == v1::BUCKET_DAY || bucket == v1::BUCKET_WEEK) {

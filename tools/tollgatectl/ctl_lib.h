@@ -103,6 +103,12 @@ std::string RenderCatalogTable(const v1::ListCatalogResponse& response);
 std::string RenderCatalogJson(const v1::ListCatalogResponse& response);
 
 // One CSV field, quoted when it contains a comma, quote, CR or LF (quotes doubled).
+// Aligned columns separated by two spaces (widths in UTF-8 code points), a dashed rule after the
+// header row and before row `rule_before` (if non-zero); `right_aligned` per column (numbers);
+// no trailing spaces. Every row has the header's column count.
+std::string RenderAligned(const std::vector<std::vector<std::string>>& rows,
+                          const std::vector<bool>& right_aligned, size_t rule_before);
+
 std::string CsvField(std::string_view value);
 
 // "tollgatectl: <service> at <address>: <CODE>: <message>" on one line.

@@ -56,38 +56,9 @@ std::vector<std::string> Positional(const std::vector<std::string>& args) {
   return positional;
 }
 
-size_t DisplayWidth(std::string_view s) {
-  size_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
-}
-
-// Aligned columns separated by two spaces and a dashed rule under the header.
 std::string Table(const std::vector<std::vector<std::string>>& rows,
                   const std::vector<bool>& right_aligned) {
-  if (rows.empty()) return "";
-  std::vector<size_t> width(rows.front().size(), 0);
-  for (const auto& row : rows) {
-    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], DisplayWidth(row[c]));
-  }
-  size_t total = 0;
-  for (size_t c = 0; c < width.size(); ++c) total += width[c] + (c > 0 ? 2 : 0);
-  std::string out;
-  for (size_t r = 0; r < rows.size(); ++r) {
-    if (r == 1) absl::StrAppend(&out, std::string(total, '-'), "\n");
-    std::string line;
-    for (size_t c = 0; c < rows[r].size(); ++c) {
-      const std::string& cell = rows[r][c];
-      const size_t pad = width[c] - DisplayWidth(cell);
-      if (c > 0) line += "  ";
-      if (right_aligned[c]) line.append(pad, ' ');
-      line += cell;
-      if (!right_aligned[c]) line.append(pad, ' ');
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    absl::StrAppend(&out, line, "\n");
-  }
-  return out;
+  return RenderAligned(rows, right_aligned, /*rule_before=*/0);
 }
 
 std::string Ms(int64_t us) {
