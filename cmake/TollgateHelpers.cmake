@@ -45,6 +45,8 @@ function(tollgate_cc_test)
   add_executable(${ARG_NAME} ${ARG_SRCS})
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
   tollgate_apply_common(${ARG_NAME})
+  # Tests find their data (golden files, corpora) under the source tree.
+  target_compile_definitions(${ARG_NAME} PRIVATE TOLLGATE_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
   if(NOT ARG_LABELS)
     set(ARG_LABELS unit)
   endif()

@@ -94,7 +94,32 @@ std::string FormatUsdPerMillionTokens(int64_t pico_per_token) {
   return FormatScaled(pico_per_token, 6, /*trim=*/true);
 }
 
-absl::StatusOr<int64_t> PriceUsage(const v1::TokenUsage& u, const v1::UnitPrices& p) {
+bool LongContextApplies(const v1::UnitPrices& prices, int64_t input_tokens) {
+  return prices.long_context_threshold_tokens() > 0 && prices.has_long_context() &&
+         input_tokens > prices.long_context_threshold_tokens();
+}
+
+v1::UnitPrices EffectivePrices(const v1::UnitPrices& prices, const v1::TokenUsage& usage) {
+  const bool long_context = LongContextApplies(prices, usage.input_tokens());
+  const v1::UnitPrices& tier = long_context ? prices.long_context() : prices;
+  v1::UnitPrices out;
+  out.set_input_pico(tier.input_pico());
+  out.set_cached_input_pico(tier.cached_input_pico());
+  out.set_cache_write_5m_pico(tier.cache_write_5m_pico());
+  out.set_cache_write_1h_pico(tier.cache_write_1h_pico());
+  out.set_output_pico(tier.output_pico());
+  out.set_reasoning_pico(tier.reasoning_pico());
+  out.set_price_card_version(long_context
+                                 ? absl::StrCat(prices.price_card_version(), kLongContextCardSuffix)
+                                 : prices.price_card_version());
+  return out;
+}
+
+absl::StatusOr<int64_t> PriceUsage(const v1::TokenUsage& u, const v1::UnitPrices& prices) {
+  // Providers bill the whole request at the long-context tier once the prompt crosses it, not
+  // only the tokens above the threshold.
+  const v1::UnitPrices& p =
+      LongContextApplies(prices, u.input_tokens()) ? prices.long_context() : prices;
   if (u.input_tokens() < 0 || u.cached_input_tokens() < 0 || u.cache_write_5m_tokens() < 0 ||
       u.cache_write_1h_tokens() < 0 || u.output_tokens() < 0 || u.reasoning_tokens() < 0) {
     return absl::InvalidArgumentError("token counts must not be negative");

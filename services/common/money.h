@@ -37,10 +37,30 @@ std::string FormatPicoUsd(__int128 pico);
 // 2500000 -> "2.5".
 std::string FormatUsdPerMillionTokens(int64_t pico_per_token);
 
-// The cost of `usage` at `prices`, in pico-dollars:
-//   (input - cached - cache_write_5m - cache_write_1h) * input
-//   + cached * cached_input + cache_write_5m * cache_write_5m + cache_write_1h * cache_write_1h
-//   + (output - reasoning) * output + reasoning * (reasoning price, or output price when 0)
+// True when `prices` has a long-context tier and `input_tokens` (all input, cached and
+// cache-write included) is strictly above its threshold: the whole request is then billed at
+// prices.long_context().
+bool LongContextApplies(const v1::UnitPrices& prices, int64_t input_tokens);
+
+// Suffix of the price_card_version of prices resolved to a long-context tier.
+inline constexpr char kLongContextCardSuffix[] = "/long_context";
+
+// The flat prices that apply to a request with `usage`: `prices` fields 1-6, or those of
+// prices.long_context() when LongContextApplies(prices, usage.input_tokens()). The result's
+// price_card_version is prices.price_card_version(), plus kLongContextCardSuffix when the tier
+// applied (so an event says which prices of the card it got, and a FOCUS SkuPriceId built from
+// the version names one unit price). The result has no tier (threshold 0, no long_context), so
+// PriceUsage(usage, EffectivePrices(p, usage)) == PriceUsage(usage, p), and storing the result
+// with a usage event keeps the event's per-token prices flat (the ledger's reprice and its
+// cost-reproducible check read flat prices only). Idempotent.
+v1::UnitPrices EffectivePrices(const v1::UnitPrices& prices, const v1::TokenUsage& usage);
+
+// The cost of `usage` at `prices`, in pico-dollars, with P = the effective prices (above: the
+// long-context tier's when it applies, the base prices otherwise):
+//   (input - cached - cache_write_5m - cache_write_1h) * P.input
+//   + cached * P.cached_input + cache_write_5m * P.cache_write_5m
+//   + cache_write_1h * P.cache_write_1h
+//   + (output - reasoning) * P.output + reasoning * (P.reasoning, or P.output when 0)
 // Errors: kInvalidArgument when the subsets exceed their totals or a count is negative,
 // kOutOfRange on overflow.
 absl::StatusOr<int64_t> PriceUsage(const v1::TokenUsage& usage, const v1::UnitPrices& prices);

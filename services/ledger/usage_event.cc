@@ -66,6 +66,11 @@ absl::Status ValidateUsageEvent(const v1::UsageEvent& event) {
       p.cache_write_1h_pico() < 0 || p.output_pico() < 0 || p.reasoning_pico() < 0) {
     return Invalid(event, "unit prices must not be negative");
   }
+  // The ledger stores one flat price per token type: the gateway resolves a long-context tier
+  // before it records (money.h EffectivePrices); a tiered card here could not be reproduced.
+  if (p.long_context_threshold_tokens() != 0 || p.has_long_context()) {
+    return Invalid(event, "unit prices must be flat (long-context tier already resolved)");
+  }
   absl::StatusOr<int64_t> cost = PriceUsage(event.usage(), p);
   if (!cost.ok()) return Invalid(event, std::string(cost.status().message()));
   if (*cost != event.cost_pico()) {

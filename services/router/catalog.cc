@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <exception>
 #include <fstream>
 #include <initializer_list>
@@ -17,10 +16,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "absl/types/optional.h"
 #include "boost/url/parse.hpp"
 #include "boost/url/scheme.hpp"
 #include "services/common/money.h"
+#include "services/common/price_schedule.h"
 #include "services/common/status.h"
 #include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
@@ -28,7 +31,8 @@
 namespace tollgate::router {
 
 const std::vector<std::string>& SupportedDialects() {
-  static const std::vector<std::string> kDialects = {"openai"};
+  static const std::vector<std::string> kDialects = {"openai", "azure_openai", "anthropic",
+                                                     "gemini"};
   return kDialects;
 }
 
@@ -165,6 +169,37 @@ bool IsValidEnvName(absl::string_view name) {
   return true;
 }
 
+// Exactly "YYYY-MM-DDTHH:MM:SSZ" (RFC 3339, UTC, whole seconds, years 1970-9999) -> unix ms.
+// One spelling per instant, so the text can name a price card.
+std::optional<int64_t> ParseRfc3339Utc(absl::string_view text) {
+  if (text.size() != 20 || text[4] != '-' || text[7] != '-' || text[10] != 'T' || text[13] != ':' ||
+      text[16] != ':' || text[19] != 'Z') {
+    return std::nullopt;
+  }
+  auto number = [&](size_t at, size_t len) -> std::optional<int> {
+    int value = 0;
+    for (size_t i = at; i < at + len; ++i) {
+      if (text[i] < '0' || text[i] > '9') return std::nullopt;
+      value = value * 10 + (text[i] - '0');
+    }
+    return value;
+  };
+  const std::optional<int> year = number(0, 4), month = number(5, 2), day = number(8, 2),
+                           hour = number(11, 2), minute = number(14, 2), second = number(17, 2);
+  if (!year || !month || !day || !hour || !minute || !second || *year < 1970) return std::nullopt;
+  const absl::CivilSecond civil(*year, *month, *day, *hour, *minute, *second);
+  // CivilSecond normalises out-of-range fields (Feb 30 -> Mar 2): reject those.
+  if (civil.year() != *year || civil.month() != *month || civil.day() != *day ||
+      civil.hour() != *hour || civil.minute() != *minute || civil.second() != *second) {
+    return std::nullopt;
+  }
+  return absl::ToUnixMillis(absl::FromCivil(civil, absl::UTCTimeZone()));
+}
+
+std::string FormatRfc3339Utc(int64_t unix_ms) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(unix_ms), absl::UTCTimeZone());
+}
+
 std::optional<std::string> ProcessGetenv(const std::string& name) {
   const char* value = std::getenv(name.c_str());
   if (value == nullptr) return std::nullopt;
@@ -210,7 +245,10 @@ absl::optional<YAML::Mark> SecondDocument(absl::string_view text) {
 class CatalogParser {
  public:
   CatalogParser(absl::string_view source, const CatalogLoadOptions& options)
-      : source_(source), options_(options) {}
+      : source_(source),
+        options_(options),
+        now_unix_ms_(options.now_unix_ms ? options.now_unix_ms()
+                                         : absl::ToUnixMillis(absl::Now())) {}
 
   absl::StatusOr<std::shared_ptr<const Catalog>> Parse(absl::string_view text) {
     // yaml-cpp reports both syntax errors and misuse by throwing; nothing may escape the loader.
@@ -413,8 +451,8 @@ class CatalogParser {
 
   absl::Status ParseProvider(const YAML::Node& node, size_t index) {
     const std::string where = absl::StrCat("providers[", index, "]");
-    TOLLGATE_RETURN_IF_ERROR(
-        CheckMap(node, where, {"name", "dialect", "base_url", "api_key_env", "enabled_if_env"}));
+    TOLLGATE_RETURN_IF_ERROR(CheckMap(
+        node, where, {"name", "dialect", "base_url", "api_key_env", "enabled_if_env", "options"}));
     ParsedProvider parsed;
     CatalogProvider& p = parsed.provider;
     TOLLGATE_ASSIGN_OR_RETURN(p.name, Name(node, "name", where));
@@ -431,6 +469,7 @@ class CatalogParser {
     TOLLGATE_ASSIGN_OR_RETURN(p.base_url, BaseUrl(node, what));
     TOLLGATE_ASSIGN_OR_RETURN(p.api_key_env, EnvName(node, "api_key_env", what));
     TOLLGATE_ASSIGN_OR_RETURN(p.enabled_if_env, EnvName(node, "enabled_if_env", what));
+    TOLLGATE_RETURN_IF_ERROR(ParseOptions(node["options"], what, &p.options));
     if (!p.enabled_if_env.empty()) {
       const std::optional<std::string> value =
           options_.getenv ? options_.getenv(p.enabled_if_env) : ProcessGetenv(p.enabled_if_env);
@@ -441,48 +480,170 @@ class CatalogParser {
     return absl::OkStatus();
   }
 
-  absl::Status ParsePrices(const YAML::Node& node, absl::string_view deployment_what,
-                           v1::UnitPrices* prices) const {
-    const std::string what = absl::StrCat(deployment_what, " prices");
-    TOLLGATE_RETURN_IF_ERROR(CheckMap(
-        node, what,
-        {"input", "cached_input", "cache_write_5m", "cache_write_1h", "output", "reasoning"}));
-    // The scalar's own text goes to the exact decimal parser: no double ever sees a price.
-    auto price = [&](const char* key,
-                     std::optional<int64_t> default_value) -> absl::StatusOr<int64_t> {
-      TOLLGATE_ASSIGN_OR_RETURN(std::optional<std::string> text, OptionalScalar(node, key, what));
-      if (!text.has_value()) {
-        if (default_value.has_value()) return *default_value;
-        return Error(node, absl::StrCat(what, ": '", key, "' is required"));
-      }
-      absl::StatusOr<int64_t> pico = ParseUsdPerMillionTokens(*text);
-      if (!pico.ok()) {
-        return Error(node[key], absl::StrCat(what, ": '", key, "': ", pico.status().message()));
-      }
-      return *pico;
-    };
-    TOLLGATE_ASSIGN_OR_RETURN(const int64_t input, price("input", std::nullopt));
-    TOLLGATE_ASSIGN_OR_RETURN(const int64_t output, price("output", std::nullopt));
-    TOLLGATE_ASSIGN_OR_RETURN(const int64_t cached, price("cached_input", input));
-    TOLLGATE_ASSIGN_OR_RETURN(const int64_t write_5m, price("cache_write_5m", input));
-    TOLLGATE_ASSIGN_OR_RETURN(const int64_t write_1h, price("cache_write_1h", input));
-    TOLLGATE_ASSIGN_OR_RETURN(const int64_t reasoning, price("reasoning", 0));
+  // One price key of a card or tier: the scalar's own text goes to the exact decimal parser, so
+  // no double ever sees a price.
+  absl::StatusOr<std::optional<int64_t>> PriceKey(const YAML::Node& node, const char* key,
+                                                  absl::string_view what) const {
+    TOLLGATE_ASSIGN_OR_RETURN(std::optional<std::string> text, OptionalScalar(node, key, what));
+    if (!text.has_value()) return std::optional<int64_t>();
+    absl::StatusOr<int64_t> pico = ParseUsdPerMillionTokens(*text);
+    if (!pico.ok()) {
+      return Error(node[key], absl::StrCat(what, ": '", key, "': ", pico.status().message()));
+    }
+    return std::optional<int64_t>(*pico);
+  }
+
+  // Fills fields 1-6 of `prices` from the price keys of `node` (a card or a long_context tier).
+  // input and output are required; cached_input and the cache writes default to input, reasoning
+  // to 0 (billed as output). `explicit_keys` receives the keys that were given.
+  absl::Status PriceFields(const YAML::Node& node, absl::string_view what, v1::UnitPrices* prices,
+                           std::vector<std::string>* explicit_keys) const {
+    std::optional<int64_t> values[6];
+    static constexpr const char* kKeys[6] = {"input",          "cached_input", "cache_write_5m",
+                                             "cache_write_1h", "output",       "reasoning"};
+    for (size_t i = 0; i < 6; ++i) {
+      TOLLGATE_ASSIGN_OR_RETURN(values[i], PriceKey(node, kKeys[i], what));
+      if (values[i].has_value()) explicit_keys->push_back(kKeys[i]);
+    }
+    if (!values[0].has_value()) return Error(node, absl::StrCat(what, ": 'input' is required"));
+    if (!values[4].has_value()) return Error(node, absl::StrCat(what, ": 'output' is required"));
+    const int64_t input = *values[0];
     prices->set_input_pico(input);
-    prices->set_cached_input_pico(cached);
-    prices->set_cache_write_5m_pico(write_5m);
-    prices->set_cache_write_1h_pico(write_1h);
-    prices->set_output_pico(output);
-    prices->set_reasoning_pico(reasoning);
-    prices->set_price_card_version(version_);
+    prices->set_cached_input_pico(values[1].value_or(input));
+    prices->set_cache_write_5m_pico(values[2].value_or(input));
+    prices->set_cache_write_1h_pico(values[3].value_or(input));
+    prices->set_output_pico(*values[4]);
+    prices->set_reasoning_pico(values[5].value_or(0));
+    return absl::OkStatus();
+  }
+
+  // One price card: the price keys, an optional long_context tier, and (dated cards, i.e. list
+  // entries) effective_from. `card_what` names the card in errors.
+  absl::Status ParsePriceCard(const YAML::Node& node, absl::string_view card_what, bool dated,
+                              int64_t context_window, v1::UnitPrices* prices) const {
+    if (dated) {
+      TOLLGATE_RETURN_IF_ERROR(
+          CheckMap(node, card_what,
+                   {"effective_from", "input", "cached_input", "cache_write_5m", "cache_write_1h",
+                    "output", "reasoning", "long_context"}));
+    } else {
+      if (node.IsMap() && node["effective_from"].IsDefined()) {
+        return Error(node["effective_from"],
+                     absl::StrCat(card_what,
+                                  ": 'effective_from' belongs to a list of dated price cards "
+                                  "(prices: [{effective_from: ..., input: ..., ...}, ...])"));
+      }
+      TOLLGATE_RETURN_IF_ERROR(CheckMap(node, card_what,
+                                        {"input", "cached_input", "cache_write_5m",
+                                         "cache_write_1h", "output", "reasoning", "long_context"}));
+    }
+    std::vector<std::string> card_keys;
+    TOLLGATE_RETURN_IF_ERROR(PriceFields(node, card_what, prices, &card_keys));
+    const YAML::Node tier = node["long_context"];
+    if (!tier.IsDefined() || tier.IsNull()) return absl::OkStatus();
+
+    const std::string tier_what = absl::StrCat(card_what, " long_context");
+    TOLLGATE_RETURN_IF_ERROR(CheckMap(tier, tier_what,
+                                      {"above_input_tokens", "input", "cached_input",
+                                       "cache_write_5m", "cache_write_1h", "output", "reasoning"}));
+    if (!tier["above_input_tokens"].IsDefined() || tier["above_input_tokens"].IsNull()) {
+      return Error(tier, absl::StrCat(tier_what, ": 'above_input_tokens' is required"));
+    }
+    TOLLGATE_ASSIGN_OR_RETURN(const int64_t threshold,
+                              PositiveInt(tier, "above_input_tokens", tier_what, 0));
+    if (threshold >= context_window) {
+      return Error(tier["above_input_tokens"],
+                   absl::StrCat(tier_what, ": 'above_input_tokens' (", threshold,
+                                ") must be below the deployment's context_window (", context_window,
+                                "), or the tier never applies"));
+    }
+    std::vector<std::string> tier_keys;
+    TOLLGATE_RETURN_IF_ERROR(
+        PriceFields(tier, tier_what, prices->mutable_long_context(), &tier_keys));
+    // A tier inheriting a default the card overrides (e.g. cached_input = the tier's full input
+    // price while the card gives a 90% cache discount) is almost surely a mistake: make the
+    // tier say it.
+    for (const std::string& key : card_keys) {
+      if (!Contains(tier_keys, key)) {
+        return Error(tier, absl::StrCat(tier_what, ": '", key,
+                                        "' is required because the card sets it (a tier "
+                                        "repeats every price its card gives)"));
+      }
+    }
+    prices->set_long_context_threshold_tokens(threshold);
+    return absl::OkStatus();
+  }
+
+  // `prices:` — one undated card (a mapping) or dated cards (a list, oldest first). Sets
+  // d.prices (the card in effect at load) and, for a list, d.price_schedule.
+  absl::Status ParsePrices(const YAML::Node& node, absl::string_view deployment_what,
+                           v1::Deployment* d) const {
+    const std::string what = absl::StrCat(deployment_what, " prices");
+    if (!node.IsMap() && !node.IsSequence()) {
+      return Error(node, absl::StrCat(what,
+                                      " must be a mapping (one price card) or a non-empty "
+                                      "list of dated price cards"));
+    }
+    if (node.IsMap()) {
+      TOLLGATE_RETURN_IF_ERROR(
+          ParsePriceCard(node, what, /*dated=*/false, d->context_window(), d->mutable_prices()));
+      d->mutable_prices()->set_price_card_version(version_);
+      return absl::OkStatus();
+    }
+    if (node.size() == 0) {
+      return Error(node, absl::StrCat(what,
+                                      " must be a mapping (one price card) or a non-empty "
+                                      "list of dated price cards"));
+    }
+    std::string previous_text;
+    for (size_t i = 0; i < node.size(); ++i) {
+      const YAML::Node card = node[i];
+      std::string card_what = absl::StrCat(what, "[", i, "]");
+      if (!card.IsMap()) return Error(card, absl::StrCat(card_what, " must be a mapping"));
+      TOLLGATE_ASSIGN_OR_RETURN(const std::string text,
+                                RequiredScalar(card, "effective_from", card_what));
+      const std::optional<int64_t> from_ms = ParseRfc3339Utc(text);
+      if (!from_ms.has_value()) {
+        return Error(card["effective_from"],
+                     absl::StrCat(card_what,
+                                  ": 'effective_from' must be an RFC 3339 UTC time "
+                                  "like 2025-01-01T00:00:00Z, got '",
+                                  text, "'"));
+      }
+      card_what = absl::StrCat(what, " card effective_from ", text);
+      v1::DatedPrices* dated = d->add_price_schedule();
+      if (i > 0 &&
+          *from_ms <= d->price_schedule(static_cast<int>(i) - 1).effective_from_unix_ms()) {
+        return Error(card["effective_from"],
+                     absl::StrCat(card_what, ": not after the previous card's ", previous_text,
+                                  " (cards must be listed oldest first, one per date)"));
+      }
+      dated->set_effective_from_unix_ms(*from_ms);
+      TOLLGATE_RETURN_IF_ERROR(ParsePriceCard(card, card_what, /*dated=*/true, d->context_window(),
+                                              dated->mutable_prices()));
+      dated->mutable_prices()->set_price_card_version(absl::StrCat(version_, "@", text));
+      previous_text = text;
+    }
+    // Every request needs a price: refuse a schedule that starts in the future. Once valid, a
+    // file stays valid as time passes.
+    if (d->price_schedule(0).effective_from_unix_ms() > now_unix_ms_) {
+      return Error(
+          node[0]["effective_from"],
+          absl::StrCat(what, ": no card is in effect yet: the first effective_from (",
+                       node[0]["effective_from"].Scalar(), ") is after the catalog's load time (",
+                       FormatRfc3339Utc(now_unix_ms_),
+                       "); add a card that starts at or before now"));
+    }
+    *d->mutable_prices() = PricesAt(*d, now_unix_ms_);
     return absl::OkStatus();
   }
 
   absl::Status ParseDeployment(const YAML::Node& node, size_t index) {
     const std::string where = absl::StrCat("deployments[", index, "]");
-    TOLLGATE_RETURN_IF_ERROR(
-        CheckMap(node, where,
-                 {"id", "provider", "upstream_model", "region", "base_url", "prices",
-                  "capabilities", "context_window", "max_output_tokens", "limits", "quality"}));
+    TOLLGATE_RETURN_IF_ERROR(CheckMap(
+        node, where,
+        {"id", "provider", "upstream_model", "region", "base_url", "prices", "capabilities",
+         "context_window", "max_output_tokens", "limits", "quality", "options"}));
     ParsedDeployment parsed;
     v1::Deployment& d = parsed.deployment;
     TOLLGATE_ASSIGN_OR_RETURN(std::string id, Name(node, "id", where));
@@ -503,6 +664,7 @@ class CatalogParser {
     d.set_provider(p.name);
     d.set_dialect(p.dialect);
     d.set_api_key_env(p.api_key_env);
+    for (const auto& [key, value] : p.options) (*d.mutable_options())[key] = value;
 
     TOLLGATE_ASSIGN_OR_RETURN(std::string upstream, RequiredScalar(node, "upstream_model", what));
     d.set_upstream_model(std::move(upstream));
@@ -526,7 +688,6 @@ class CatalogParser {
     if (!prices.IsDefined() || prices.IsNull()) {
       return Error(node, absl::StrCat(what, ": 'prices' is required"));
     }
-    TOLLGATE_RETURN_IF_ERROR(ParsePrices(prices, what, d.mutable_prices()));
 
     TOLLGATE_ASSIGN_OR_RETURN(auto capabilities, ScalarList(node, "capabilities", what));
     if (!node["capabilities"].IsDefined() || node["capabilities"].IsNull()) {
@@ -558,6 +719,8 @@ class CatalogParser {
     }
     d.set_context_window(context_window);
     d.set_max_output_tokens(max_output);
+    // After context_window: a long-context tier must start below it.
+    TOLLGATE_RETURN_IF_ERROR(ParsePrices(prices, what, &d));
 
     if (const YAML::Node limits = node["limits"]; limits.IsDefined() && !limits.IsNull()) {
       const std::string limits_what = absl::StrCat(what, " limits");
@@ -570,10 +733,32 @@ class CatalogParser {
     if (const YAML::Node quality = node["quality"]; quality.IsDefined() && !quality.IsNull()) {
       TOLLGATE_RETURN_IF_ERROR(ParseQuality(quality, what, &d));
     }
+    std::map<std::string, std::string> overrides;
+    TOLLGATE_RETURN_IF_ERROR(ParseOptions(node["options"], what, &overrides));
+    for (const auto& [key, value] : overrides) (*d.mutable_options())[key] = value;
     regions_.insert(d.region());
 
     deployment_by_id_[id] = deployments_.size();
     deployments_.push_back(std::move(parsed));
+    return absl::OkStatus();
+  }
+
+  // `options:` — a flat map of dialect options (string keys, scalar values).
+  absl::Status ParseOptions(const YAML::Node& node, absl::string_view owner,
+                            std::map<std::string, std::string>* out) const {
+    if (!node.IsDefined() || node.IsNull()) return absl::OkStatus();
+    const std::string what = absl::StrCat(owner, " options");
+    if (!node.IsMap()) return Error(node, absl::StrCat(what, " must be a mapping"));
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      if (!it->first.IsScalar() || it->first.Scalar().empty()) {
+        return Error(it->first, absl::StrCat(what, ": keys must be plain strings"));
+      }
+      if (!it->second.IsScalar()) {
+        return Error(it->second,
+                     absl::StrCat(what, ": '", it->first.Scalar(), "' must be a scalar"));
+      }
+      (*out)[it->first.Scalar()] = it->second.Scalar();
+    }
     return absl::OkStatus();
   }
 
@@ -1209,7 +1394,7 @@ class CatalogParser {
     std::shared_ptr<Catalog> catalog(new Catalog());
     catalog->version_ = version_;
     catalog->source_ = source_;
-    catalog->loaded_at_unix_ = static_cast<int64_t>(std::time(nullptr));
+    catalog->loaded_at_unix_ = now_unix_ms_ / 1000;
     for (const ParsedProvider& p : providers_) {
       if (p.enabled) {
         catalog->providers_.push_back(p.provider);
@@ -1370,6 +1555,7 @@ class CatalogParser {
 
   const std::string source_;
   const CatalogLoadOptions& options_;
+  const int64_t now_unix_ms_;  // load time: picks each deployment's current price card
   std::string version_;
   std::vector<ParsedProvider> providers_;
   absl::flat_hash_map<std::string, size_t> provider_by_name_;

@@ -12,6 +12,15 @@
 // starts with "<source>:<line>: " and names the offending entry. Prices are read from the YAML
 // scalar's text (never through a double), so `input: 0.15` is exactly 150000 pico-dollars/token.
 //
+// Prices: a deployment's `prices:` is one price card (a mapping: input, cached_input,
+// cache_write_5m, cache_write_1h, output, reasoning, and an optional long_context tier with
+// above_input_tokens) or a list of dated cards, each with effective_from (RFC 3339 UTC,
+// "2025-01-01T00:00:00Z"), oldest first, dates unique, the first in effect at load. A list fills
+// Deployment.price_schedule (price_card_version "<catalog version>@<effective_from>") and
+// Deployment.prices holds the card in effect at load; a mapping leaves price_schedule empty and
+// its price_card_version is the catalog version. Whoever prices a request uses
+// PricesAt(deployment, start time) (services/common/price_schedule.h), never prices() alone.
+//
 // Providers whose `enabled_if_env` variable is unset or empty are skipped with their deployments;
 // models left without deployments are dropped. Each skip is recorded in notes() for the caller to
 // log. The file must still be valid as a whole, skipped entries included.
@@ -31,6 +40,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,7 +54,7 @@
 
 namespace tollgate::router {
 
-// The wire dialects a provider may declare. Only "openai" for now.
+// The wire dialects a provider may declare: openai, azure_openai, anthropic, gemini.
 const std::vector<std::string>& SupportedDialects();
 
 // The capability names a deployment may declare (and a RouteRequest may require):
@@ -57,6 +67,9 @@ struct CatalogProvider {
   std::string base_url;        // http(s) URL, trailing '/' removed
   std::string api_key_env;     // may be empty; read by the gateway, never by the router
   std::string enabled_if_env;  // may be empty (always enabled)
+  // Dialect options (azure_openai: api_version, url_style; anthropic: anthropic_version, ...),
+  // copied into every deployment's Deployment.options; deployments may override keys.
+  std::map<std::string, std::string> options;
 };
 
 enum class PolicyKind : uint8_t {
@@ -164,16 +177,18 @@ class Catalog {
   int64_t default_cache_ttl_ms() const { return default_cache_ttl_ms_; }
 
   // Enabled entries only, in file order. Each deployment carries its provider's dialect,
-  // api_key_env and (unless overridden) base_url, and its prices with price_card_version set.
+  // api_key_env, options and (unless overridden) base_url, and its prices (and price_schedule)
+  // with price_card_version set.
   const std::vector<CatalogProvider>& providers() const { return providers_; }
   const std::vector<v1::Deployment>& deployments() const { return deployments_; }
   const std::vector<CatalogModel>& models() const { return models_; }
 
-  // Short hex content hash of the file (FNV-1a 64); also every deployment's price_card_version.
+  // Short hex content hash of the file (FNV-1a 64); also the price_card_version of undated
+  // price cards (dated ones: "<version>@<effective_from>").
   const std::string& version() const { return version_; }
   // Where the catalog came from (file path or the name given to LoadCatalogFromString).
   const std::string& source() const { return source_; }
-  // Unix seconds at load; reported as ModelInfo.created.
+  // Unix seconds at load (CatalogLoadOptions::now_unix_ms); reported as ModelInfo.created.
   int64_t loaded_at_unix() const { return loaded_at_unix_; }
   // Informational messages about skipped providers and dropped models, for the caller to log.
   const std::vector<std::string>& notes() const { return notes_; }
@@ -203,6 +218,9 @@ struct CatalogLoadOptions {
   // Reads an environment variable for `enabled_if_env`; nullopt when unset. Default (empty
   // function): the process environment.
   std::function<std::optional<std::string>(const std::string& name)> getenv;
+  // The load time in unix milliseconds: selects each deployment's price card in effect (see
+  // "Prices" above) and is reported as loaded_at_unix(). Default (empty function): the clock.
+  std::function<int64_t()> now_unix_ms;
 };
 
 // FNV-1a 64 of `bytes` as 16 lowercase hex digits.

@@ -8,8 +8,12 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/common/money.h"
+#include "services/common/price_schedule.h"
+#include "services/router/route_engine.h"
 
 namespace tollgate::router {
 namespace {
@@ -74,6 +78,13 @@ CatalogLoadOptions Env(std::map<std::string, std::string> vars) {
     if (it == vars.end()) return std::nullopt;
     return it->second;
   };
+  return options;
+}
+
+// Env(vars) with the load time fixed at `now_unix_ms`.
+CatalogLoadOptions At(int64_t now_unix_ms, std::map<std::string, std::string> vars = {}) {
+  CatalogLoadOptions options = Env(std::move(vars));
+  options.now_unix_ms = [now_unix_ms] { return now_unix_ms; };
   return options;
 }
 
@@ -298,6 +309,361 @@ TEST(CatalogTest, ShippedCatalogsAreValid) {
   ASSERT_TRUE(example.ok()) << example.status();
 }
 
+TEST(CatalogTest, ShippedModelsCatalogLoadsWithListPrices) {
+  const std::string path = TOLLGATE_SOURCE_DIR "/deploy/config/catalog.models.yaml";
+  const std::map<std::string, std::string> keys = {
+      {"OPENAI_API_KEY", "k"}, {"AZURE_OPENAI_API_KEY", "k"}, {"ANTHROPIC_API_KEY", "k"},
+      {"GEMINI_API_KEY", "k"}, {"MISTRAL_API_KEY", "k"},      {"DEEPSEEK_API_KEY", "k"},
+      {"GROQ_API_KEY", "k"},   {"TOGETHER_API_KEY", "k"},     {"TOLLGATE_VLLM_ENABLED", "1"}};
+  // It must load now (real clock) and at a fixed date, every provider enabled.
+  auto now = LoadCatalogFile(path, Env(keys));
+  ASSERT_TRUE(now.ok()) << now.status();
+  auto loaded = LoadCatalogFile(path, At(1795305600000, keys));  // 2026-11-22T00:00:00Z
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const Catalog& c = **loaded;
+  EXPECT_TRUE(c.notes().empty());
+  EXPECT_EQ(c.providers().size(), 10u);
+  EXPECT_GE(c.models().size(), 20u);
+  for (const v1::Deployment& d : c.deployments()) {
+    EXPECT_GT(d.capabilities_size(), 0) << d.id();
+    const bool self_hosted = d.provider() == "vllm" || d.provider() == "ollama";
+    if (!self_hosted) {
+      EXPECT_GT(d.prices().input_pico(), 0) << d.id();
+      EXPECT_FALSE(d.api_key_env().empty()) << d.id();
+    }
+  }
+  for (const char* name : {"gpt-4o",
+                           "gpt-4o-mini",
+                           "gpt-4.1",
+                           "gpt-4.1-mini",
+                           "o3",
+                           "o4-mini",
+                           "text-embedding-3-small",
+                           "text-embedding-3-large",
+                           "claude-sonnet-4",
+                           "claude-opus-4.1",
+                           "claude-opus-4.5",
+                           "claude-haiku-4.5",
+                           "claude-haiku-4-5",
+                           "gemini-2.5-pro",
+                           "gemini-2.5-flash",
+                           "gemini-2.5-flash-lite",
+                           "mistral-large",
+                           "mistral-small",
+                           "deepseek-chat",
+                           "deepseek-reasoner",
+                           "llama-3.3-70b",
+                           "llama3.2"}) {
+    EXPECT_NE(c.FindModel(name), nullptr) << name;
+  }
+  EXPECT_THAT(DeploymentIds(*c.FindModel("gpt-4o")), ElementsAre("openai-gpt-4o", "azure-gpt-4o"));
+
+  // PROVIDERS.md 5.2 figures, to the pico-dollar.
+  const v1::Deployment* mini = c.FindDeployment("openai-gpt-4o-mini");
+  ASSERT_NE(mini, nullptr);
+  EXPECT_EQ(mini->prices().input_pico(), 150'000);
+  EXPECT_EQ(mini->prices().cached_input_pico(), 75'000);
+  EXPECT_EQ(mini->prices().output_pico(), 600'000);
+
+  const v1::Deployment* sonnet = c.FindDeployment("anthropic-claude-sonnet-4");
+  ASSERT_NE(sonnet, nullptr);
+  EXPECT_EQ(sonnet->dialect(), "anthropic");
+  EXPECT_EQ(sonnet->options().at("anthropic_version"), "2023-06-01");
+  EXPECT_EQ(sonnet->api_key_env(), "ANTHROPIC_API_KEY");
+  EXPECT_EQ(sonnet->prices().cache_write_5m_pico(), 3'750'000);
+  EXPECT_EQ(sonnet->prices().cache_write_1h_pico(), 6'000'000);
+  EXPECT_EQ(sonnet->prices().long_context_threshold_tokens(), 200000);
+  EXPECT_EQ(sonnet->prices().long_context().output_pico(), 22'500'000);
+  v1::TokenUsage u;  // 250k input: 40k plain, 150k read, 40k 5m write, 20k 1h write; 3k out
+  u.set_input_tokens(250000);
+  u.set_cached_input_tokens(150000);
+  u.set_cache_write_5m_tokens(40000);
+  u.set_cache_write_1h_tokens(20000);
+  u.set_output_tokens(3000);
+  EXPECT_EQ(*PriceUsage(u, PricesAt(*sonnet, 1795305600000)), 937'500'000'000);
+
+  const v1::Deployment* haiku = c.FindDeployment("anthropic-claude-haiku-4.5");
+  ASSERT_NE(haiku, nullptr);
+  EXPECT_EQ(haiku->prices().cached_input_pico(), 100'000);
+  EXPECT_EQ(haiku->prices().cache_write_5m_pico(), 1'250'000);
+  EXPECT_EQ(haiku->prices().cache_write_1h_pico(), 2'000'000);
+
+  const v1::Deployment* pro = c.FindDeployment("gemini-2.5-pro");
+  ASSERT_NE(pro, nullptr);
+  EXPECT_EQ(pro->dialect(), "gemini");
+  EXPECT_EQ(pro->prices().input_pico(), 1'250'000);
+  EXPECT_EQ(pro->prices().cached_input_pico(), 125'000);
+  EXPECT_EQ(pro->prices().long_context().input_pico(), 2'500'000);
+  EXPECT_EQ(pro->prices().long_context().cached_input_pico(), 250'000);
+  EXPECT_EQ(pro->prices().long_context().output_pico(), 15'000'000);
+
+  const v1::Deployment* azure = c.FindDeployment("azure-gpt-4o");
+  ASSERT_NE(azure, nullptr);
+  EXPECT_EQ(azure->dialect(), "azure_openai");
+  EXPECT_EQ(azure->options().at("api_version"), "2024-10-21");
+  EXPECT_EQ(azure->options().at("url_style"), "deployments");
+
+  EXPECT_EQ(c.FindDeployment("mistral-large")->options().at("compat"), "mistral");
+  EXPECT_EQ(c.FindDeployment("groq-llama-3.3-70b")->options().at("compat"), "groq");
+  EXPECT_EQ(c.FindDeployment("ollama-llama3.2")->prices().input_pico(), 0);
+
+  // DeepSeek: dated cards; the current one is PROVIDERS.md's.
+  const v1::Deployment* deepseek = c.FindDeployment("deepseek-chat");
+  ASSERT_NE(deepseek, nullptr);
+  EXPECT_EQ(deepseek->options().at("compat"), "deepseek");
+  ASSERT_EQ(deepseek->price_schedule_size(), 2);
+  EXPECT_EQ(deepseek->prices().input_pico(), 280'000);
+  EXPECT_EQ(deepseek->prices().cached_input_pico(), 28'000);
+  EXPECT_EQ(deepseek->prices().output_pico(), 420'000);
+  EXPECT_EQ(deepseek->prices().price_card_version(), c.version() + "@2025-09-29T00:00:00Z");
+
+  // No key at all: only the always-on local Ollama model is left.
+  auto bare = LoadCatalogFile(path, Env({}));
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  ASSERT_EQ((*bare)->models().size(), 1u);
+  EXPECT_EQ((*bare)->models()[0].name, "llama3.2");
+  // One key: that provider's models only; gpt-4o without its Azure fallback.
+  auto openai_only = LoadCatalogFile(path, Env({{"OPENAI_API_KEY", "k"}}));
+  ASSERT_TRUE(openai_only.ok()) << openai_only.status();
+  EXPECT_THAT(DeploymentIds(*(*openai_only)->FindModel("gpt-4o")), ElementsAre("openai-gpt-4o"));
+  EXPECT_EQ((*openai_only)->FindModel("claude-sonnet-4"), nullptr);
+}
+
+// --- Prices: long-context tiers and dated cards ---------------------------------------------
+
+constexpr int64_t kJan2025Ms = 1735689600000;    // 2025-01-01T00:00:00Z
+constexpr int64_t kSep5th16hMs = 1757088000000;  // 2025-09-05T16:00:00Z
+constexpr int64_t kSep29Ms = 1759104000000;      // 2025-09-29T00:00:00Z
+
+constexpr char kPriced[] = R"yaml(
+providers:
+  - name: anthropic
+    dialect: anthropic
+    base_url: https://api.anthropic.com/v1
+  - name: deepseek
+    dialect: openai
+    base_url: https://api.deepseek.com
+deployments:
+  - id: sonnet-4
+    provider: anthropic
+    upstream_model: claude-sonnet-4-20250514
+    context_window: 1000000
+    max_output_tokens: 64000
+    prices:
+      input: "3.00"
+      cached_input: "0.30"
+      cache_write_5m: "3.75"
+      cache_write_1h: "6.00"
+      output: "15.00"
+      long_context:
+        above_input_tokens: 200000
+        input: "6.00"
+        cached_input: "0.60"
+        cache_write_5m: "7.50"
+        cache_write_1h: "12.00"
+        output: "22.50"
+  - id: deepseek-chat
+    provider: deepseek
+    upstream_model: deepseek-chat
+    prices:
+      - effective_from: 2025-01-01T00:00:00Z
+        input: "0.27"
+        cached_input: "0.07"
+        output: "1.10"
+      - {effective_from: "2025-09-05T16:00:00Z", input: "0.56", cached_input: "0.07", output: "1.68"}
+      - effective_from: 2025-09-29T00:00:00Z
+        input: "0.28"
+        cached_input: "0.028"
+        output: "0.42"
+        long_context: {above_input_tokens: 100000, input: "0.56", cached_input: "0.056", output: "0.84"}
+models:
+  - name: claude-sonnet-4
+    deployments: [sonnet-4]
+  - name: deepseek-chat
+    deployments: [deepseek-chat]
+)yaml";
+
+TEST(CatalogPricesTest, LongContextTier) {
+  auto catalog = MustLoad(kPriced, At(kSep29Ms));
+  ASSERT_NE(catalog, nullptr);
+  const v1::Deployment* d = catalog->FindDeployment("sonnet-4");
+  ASSERT_NE(d, nullptr);
+  const v1::UnitPrices& p = d->prices();
+  EXPECT_EQ(p.input_pico(), 3'000'000);
+  EXPECT_EQ(p.cached_input_pico(), 300'000);
+  EXPECT_EQ(p.cache_write_5m_pico(), 3'750'000);
+  EXPECT_EQ(p.cache_write_1h_pico(), 6'000'000);
+  EXPECT_EQ(p.output_pico(), 15'000'000);
+  EXPECT_EQ(p.long_context_threshold_tokens(), 200000);
+  ASSERT_TRUE(p.has_long_context());
+  EXPECT_EQ(p.long_context().input_pico(), 6'000'000);
+  EXPECT_EQ(p.long_context().cached_input_pico(), 600'000);
+  EXPECT_EQ(p.long_context().cache_write_5m_pico(), 7'500'000);
+  EXPECT_EQ(p.long_context().cache_write_1h_pico(), 12'000'000);
+  EXPECT_EQ(p.long_context().output_pico(), 22'500'000);
+  EXPECT_EQ(p.long_context().reasoning_pico(), 0);
+  EXPECT_EQ(p.price_card_version(), catalog->version());
+  EXPECT_EQ(d->price_schedule_size(), 0);  // one undated card
+
+  // End to end through the money functions: 250k input (150k read, 40k 5m, 20k 1h), 3k out.
+  v1::TokenUsage u;
+  u.set_input_tokens(250000);
+  u.set_cached_input_tokens(150000);
+  u.set_cache_write_5m_tokens(40000);
+  u.set_cache_write_1h_tokens(20000);
+  u.set_output_tokens(3000);
+  EXPECT_EQ(*PriceUsage(u, PricesAt(*d, kSep29Ms)), 937'500'000'000);
+}
+
+TEST(CatalogPricesTest, DatedCardsFillTheScheduleAndTheCurrentCard) {
+  auto catalog = MustLoad(kPriced, At(kSep5th16hMs + 1000));
+  ASSERT_NE(catalog, nullptr);
+  const v1::Deployment* d = catalog->FindDeployment("deepseek-chat");
+  ASSERT_NE(d, nullptr);
+  const std::string& v = catalog->version();
+  ASSERT_EQ(d->price_schedule_size(), 3);
+  EXPECT_EQ(d->price_schedule(0).effective_from_unix_ms(), kJan2025Ms);
+  EXPECT_EQ(d->price_schedule(1).effective_from_unix_ms(), kSep5th16hMs);
+  EXPECT_EQ(d->price_schedule(2).effective_from_unix_ms(), kSep29Ms);
+  EXPECT_EQ(d->price_schedule(0).prices().price_card_version(), v + "@2025-01-01T00:00:00Z");
+  EXPECT_EQ(d->price_schedule(1).prices().price_card_version(), v + "@2025-09-05T16:00:00Z");
+  EXPECT_EQ(d->price_schedule(2).prices().price_card_version(), v + "@2025-09-29T00:00:00Z");
+  // Defaults apply per card: no cache writes given -> input price.
+  EXPECT_EQ(d->price_schedule(0).prices().cache_write_5m_pico(), 270'000);
+  EXPECT_EQ(d->price_schedule(0).prices().cached_input_pico(), 70'000);
+  EXPECT_EQ(d->price_schedule(2).prices().cached_input_pico(), 28'000);
+  EXPECT_EQ(d->price_schedule(2).prices().long_context_threshold_tokens(), 100000);
+  EXPECT_EQ(d->price_schedule(2).prices().long_context().cached_input_pico(), 56'000);
+  EXPECT_FALSE(d->price_schedule(1).prices().has_long_context());
+
+  // `prices` is the card in effect at load: the second.
+  EXPECT_EQ(d->prices().price_card_version(), v + "@2025-09-05T16:00:00Z");
+  EXPECT_EQ(d->prices().input_pico(), 560'000);
+  EXPECT_EQ(d->prices().output_pico(), 1'680'000);
+
+  // Each request by its start time; the switch is exact to the millisecond.
+  v1::TokenUsage u;
+  u.set_input_tokens(1'000'000);
+  u.set_cached_input_tokens(400'000);
+  u.set_output_tokens(100'000);
+  // 600k*0.27 + 400k*0.07 + 100k*1.10 = 0.162 + 0.028 + 0.110 = $0.30
+  EXPECT_EQ(*PriceUsage(u, PricesAt(*d, kSep5th16hMs - 1)), 300'000'000'000);
+  // 600k*0.56 + 400k*0.07 + 100k*1.68 = 0.336 + 0.028 + 0.168 = $0.532
+  EXPECT_EQ(*PriceUsage(u, PricesAt(*d, kSep5th16hMs)), 532'000'000'000);
+  // From Sep 29 a request over 100k input is at that card's tier:
+  // 600k*0.56 + 400k*0.056 + 100k*0.84 = 0.336 + 0.0224 + 0.084 = $0.4424
+  EXPECT_EQ(*PriceUsage(u, PricesAt(*d, kSep29Ms)), 442'400'000'000);
+  const v1::UnitPrices flat = EffectivePrices(PricesAt(*d, kSep29Ms), u);
+  EXPECT_EQ(flat.input_pico(), 560'000);
+  EXPECT_EQ(flat.price_card_version(), v + "@2025-09-29T00:00:00Z/long_context");
+
+  // Loaded after the last switch, `prices` is the last card.
+  catalog = MustLoad(kPriced, At(kSep29Ms));
+  ASSERT_NE(catalog, nullptr);
+  EXPECT_EQ(catalog->FindDeployment("deepseek-chat")->prices().input_pico(), 280'000);
+}
+
+TEST(CatalogPricesTest, FirstCardMustBeInEffectAtLoad) {
+  auto early = LoadCatalogFromString(kPriced, "catalog.yaml", At(kJan2025Ms - 1));
+  ASSERT_FALSE(early.ok());
+  EXPECT_THAT(std::string(early.status().message()),
+              HasSubstr("deployment 'deepseek-chat' prices: no card is in effect yet: the first "
+                        "effective_from (2025-01-01T00:00:00Z) is after the catalog's load time "
+                        "(2024-12-31T23:59:59Z)"));
+  auto on_time = LoadCatalogFromString(kPriced, "catalog.yaml", At(kJan2025Ms));
+  ASSERT_TRUE(on_time.ok()) << on_time.status();
+  EXPECT_EQ((*on_time)->FindDeployment("deepseek-chat")->prices().input_pico(), 270'000);
+  EXPECT_EQ((*on_time)->loaded_at_unix(), kJan2025Ms / 1000);
+}
+
+// The router's cost policies price each deployment by its card in effect at the decision time,
+// at the long-context tier when the estimated input is above it.
+constexpr char kPricedRouting[] = R"yaml(
+providers:
+  - name: p
+    dialect: openai
+    base_url: http://127.0.0.1:9/v1
+deployments:
+  - id: dated
+    provider: p
+    upstream_model: a
+    prices:
+      - {effective_from: 2025-01-01T00:00:00Z, input: "1.00", output: "1.00"}
+      - {effective_from: 2025-09-29T00:00:00Z, input: "0.10", output: "0.10"}
+  - id: flat
+    provider: p
+    upstream_model: b
+    prices: {input: "0.50", output: "0.50"}
+  - id: tiered
+    provider: p
+    upstream_model: c
+    prices:
+      input: "0.20"
+      output: "0.20"
+      long_context: {above_input_tokens: 1000, input: "2.00", output: "2.00"}
+models:
+  - name: dated-vs-flat
+    deployments: [dated, flat]
+    policy: {type: least-cost, cache_ttl_ms: 60000}
+  - name: tiered-vs-flat
+    deployments: [flat, tiered]
+    policy: {type: least-cost, cache_ttl_ms: 60000}
+)yaml";
+
+std::vector<std::string> CandidateIds(const RouteDecision& decision) {
+  std::vector<std::string> ids;
+  for (const RankedCandidate& c : decision.candidates) ids.push_back(c.deployment->id());
+  return ids;
+}
+
+TEST(CatalogPricesTest, LeastCostUsesTheCardInEffectAtDecisionTime) {
+  auto catalog = MustLoad(kPricedRouting, At(kJan2025Ms));
+  ASSERT_NE(catalog, nullptr);
+  v1::RouteRequest request;
+  request.set_model("dated-vs-flat");
+  request.set_estimated_input_tokens(100);
+  request.set_max_output_tokens(100);
+  RouteEnv env;
+  // 10 s before the switch: the old card (1.00) is dearer than flat (0.50).
+  env.now = absl::FromUnixMillis(kSep29Ms - 10000);
+  RouteDecision before;
+  ASSERT_TRUE(DecideRoute(*catalog, request, env, &before).ok());
+  EXPECT_THAT(CandidateIds(before), ElementsAre("flat", "dated"));
+  EXPECT_EQ(before.candidates[1].cost_pico, 200 * 1'000'000LL);
+  // Cacheable (flat is cheaper in both prices), but not past the switch.
+  EXPECT_EQ(before.cache_ttl_ms, 10000);
+  // At the switch the same (unreloaded) catalog orders by the new card.
+  env.now = absl::FromUnixMillis(kSep29Ms);
+  RouteDecision after;
+  ASSERT_TRUE(DecideRoute(*catalog, request, env, &after).ok());
+  EXPECT_THAT(CandidateIds(after), ElementsAre("dated", "flat"));
+  EXPECT_EQ(after.candidates[0].cost_pico, 200 * 100'000LL);
+  EXPECT_EQ(after.cache_ttl_ms, 60000);  // no further change scheduled
+}
+
+TEST(CatalogPricesTest, LeastCostEstimatesAtTheLongContextTier) {
+  auto catalog = MustLoad(kPricedRouting, At(kJan2025Ms));
+  ASSERT_NE(catalog, nullptr);
+  v1::RouteRequest request;
+  request.set_model("tiered-vs-flat");
+  request.set_estimated_input_tokens(1000);  // at the threshold: base prices
+  request.set_max_output_tokens(10);
+  RouteEnv env;
+  env.now = absl::FromUnixMillis(kSep29Ms);
+  RouteDecision small;
+  ASSERT_TRUE(DecideRoute(*catalog, request, env, &small).ok());
+  EXPECT_THAT(CandidateIds(small), ElementsAre("tiered", "flat"));
+  EXPECT_EQ(small.candidates[0].cost_pico, 1010 * 200'000LL);
+  // The order changes with the input size: never cached.
+  EXPECT_EQ(small.cache_ttl_ms, 0);
+  request.set_estimated_input_tokens(1001);  // above it: the whole request at 2.00
+  RouteDecision large;
+  ASSERT_TRUE(DecideRoute(*catalog, request, env, &large).ok());
+  EXPECT_THAT(CandidateIds(large), ElementsAre("flat", "tiered"));
+  EXPECT_EQ(large.candidates[1].cost_pico, 1011 * 2'000'000LL);
+  EXPECT_EQ(large.cache_ttl_ms, 0);
+}
+
 struct BadCase {
   std::string name;
   std::string yaml;
@@ -326,6 +692,11 @@ std::string Replace(std::string text, const std::string& from, const std::string
   else
     text.replace(at, from.size(), to);
   return text;
+}
+
+// kMinimal with its `prices:` line replaced by `text`.
+std::string Prices(const std::string& minimal, const std::string& text) {
+  return Replace(minimal, "    prices: {input: \"1\", output: \"2\"}", text);
 }
 
 class CatalogErrorTest : public testing::TestWithParam<BadCase> {};
@@ -383,8 +754,9 @@ std::vector<BadCase> BadCases() {
        Replace(m, "deployments:",
                "  - name: p\n    dialect: openai\n    base_url: http://h\ndeployments:"),
        "catalog.yaml:5: duplicate provider name 'p'"},
-      {"UnknownDialect", Replace(m, "dialect: openai", "dialect: anthropic"),
-       "catalog.yaml:3: provider 'p': unknown dialect 'anthropic' (valid: openai)"},
+      {"UnknownDialect", Replace(m, "dialect: openai", "dialect: bedrock"),
+       "catalog.yaml:3: provider 'p': unknown dialect 'bedrock' (valid: openai, azure_openai, "
+       "anthropic, gemini)"},
       {"MissingBaseUrl", Replace(m, "    base_url: http://h/v1\n", ""),
        "provider 'p': 'base_url' is required"},
       {"BadUrl", Replace(m, "http://h/v1", "http://[bad/v1"),
@@ -436,6 +808,113 @@ std::vector<BadCase> BadCases() {
        "more than 6 fractional digits"},
       {"TextPrice", Replace(m, "output: \"2\"", "output: cheap"),
        "deployment 'd' prices: 'output': invalid price"},
+      // Dated price cards (prices: [...]); line 9 is `prices:`, the cards follow.
+      {"PricesEmptyList", Prices(m, "    prices: []"),
+       "catalog.yaml:9: deployment 'd' prices must be a mapping (one price card) or a non-empty "
+       "list of dated price cards"},
+      {"EffectiveFromInUndatedCard",
+       Prices(m, "    prices: {effective_from: \"2025-01-01T00:00:00Z\", input: 1, output: 2}"),
+       "catalog.yaml:9: deployment 'd' prices: 'effective_from' belongs to a list of dated price "
+       "cards"},
+      {"DatedCardNotMap", Prices(m, "    prices:\n      - \"1\""),
+       "catalog.yaml:10: deployment 'd' prices[0] must be a mapping"},
+      {"DatedCardWithoutDate", Prices(m, "    prices:\n      - {input: \"1\", output: \"2\"}"),
+       "catalog.yaml:10: deployment 'd' prices[0]: 'effective_from' is required"},
+      {"DatedCardDateOnly",
+       Prices(m, "    prices:\n      - {effective_from: 2025-01-01, input: 1, output: 2}"),
+       "catalog.yaml:10: deployment 'd' prices[0]: 'effective_from' must be an RFC 3339 UTC time "
+       "like 2025-01-01T00:00:00Z, got '2025-01-01'"},
+      {"DatedCardWithOffset",
+       Prices(m,
+              "    prices:\n      - {effective_from: \"2025-01-01T00:00:00+01:00\", input: 1, "
+              "output: 2}"),
+       "'effective_from' must be an RFC 3339 UTC time like 2025-01-01T00:00:00Z, got "
+       "'2025-01-01T00:00:00+01:00'"},
+      {"DatedCardImpossibleDay",
+       Prices(m,
+              "    prices:\n      - {effective_from: 2025-02-29T00:00:00Z, input: 1, output: 2}"),
+       "catalog.yaml:10: deployment 'd' prices[0]: 'effective_from' must be an RFC 3339"},
+      {"DatedCardsUnsorted",
+       Prices(m,
+              "    prices:\n"
+              "      - {effective_from: 2025-02-01T00:00:00Z, input: 1, output: 2}\n"
+              "      - {effective_from: 2025-01-01T00:00:00Z, input: 1, output: 3}"),
+       "catalog.yaml:11: deployment 'd' prices card effective_from 2025-01-01T00:00:00Z: not "
+       "after the previous card's 2025-02-01T00:00:00Z (cards must be listed oldest first, one "
+       "per date)"},
+      {"DatedCardsSameDate",
+       Prices(m,
+              "    prices:\n"
+              "      - {effective_from: 2025-01-01T00:00:00Z, input: 1, output: 2}\n"
+              "      - {effective_from: 2025-01-01T00:00:00Z, input: 1, output: 3}"),
+       "catalog.yaml:11: deployment 'd' prices card effective_from 2025-01-01T00:00:00Z: not "
+       "after the previous card's 2025-01-01T00:00:00Z"},
+      {"DatedCardsAllInTheFuture",
+       Prices(m,
+              "    prices:\n      - {effective_from: 9999-01-01T00:00:00Z, input: 1, output: 2}"),
+       "catalog.yaml:10: deployment 'd' prices: no card is in effect yet: the first "
+       "effective_from (9999-01-01T00:00:00Z) is after the catalog's load time"},
+      {"DatedCardUnknownKey",
+       Prices(m,
+              "    prices:\n      - {effective_from: 2025-01-01T00:00:00Z, input: 1, output: 2, "
+              "inptu: 3}"),
+       "catalog.yaml:10: deployment 'd' prices card effective_from 2025-01-01T00:00:00Z: unknown "
+       "key 'inptu'"},
+      {"DatedCardMissingOutput",
+       Prices(m, "    prices:\n      - {effective_from: 2025-01-01T00:00:00Z, input: 1}"),
+       "catalog.yaml:10: deployment 'd' prices card effective_from 2025-01-01T00:00:00Z: "
+       "'output' is required"},
+      // Long-context tiers; line 12 is `long_context:`.
+      {"LongContextWithoutThreshold",
+       Prices(m,
+              "    prices:\n      input: 1\n      output: 2\n"
+              "      long_context: {input: 2, output: 3}"),
+       "catalog.yaml:12: deployment 'd' prices long_context: 'above_input_tokens' is required"},
+      {"LongContextThresholdNotPositive",
+       Prices(m,
+              "    prices:\n      input: 1\n      output: 2\n"
+              "      long_context: {above_input_tokens: 0, input: 2, output: 3}"),
+       "catalog.yaml:12: deployment 'd' prices long_context: 'above_input_tokens' must be a "
+       "positive integer, got '0'"},
+      {"LongContextThresholdUnreachable",
+       Prices(m,
+              "    prices:\n      input: 1\n      output: 2\n"
+              "      long_context: {above_input_tokens: 128000, input: 2, output: 3}"),
+       "catalog.yaml:12: deployment 'd' prices long_context: 'above_input_tokens' (128000) must "
+       "be below the deployment's context_window (128000), or the tier never applies"},
+      {"LongContextMissingOutput",
+       Prices(m,
+              "    prices:\n      input: 1\n      output: 2\n"
+              "      long_context: {above_input_tokens: 1000, input: 2}"),
+       "catalog.yaml:12: deployment 'd' prices long_context: 'output' is required"},
+      {"LongContextMissingKeyTheCardSets",
+       Prices(m,
+              "    prices:\n      input: 1\n      cached_input: 0.1\n      output: 2\n"
+              "      long_context: {above_input_tokens: 1000, input: 2, output: 3}"),
+       "catalog.yaml:13: deployment 'd' prices long_context: 'cached_input' is required because "
+       "the card sets it"},
+      {"LongContextUnknownKey",
+       Prices(m,
+              "    prices:\n      input: 1\n      output: 2\n"
+              "      long_context: {above_input_tokens: 1000, input: 2, output: 3, "
+              "cache_read: 1}"),
+       "catalog.yaml:12: deployment 'd' prices long_context: unknown key 'cache_read'"},
+      {"LongContextBadPrice",
+       Prices(m,
+              "    prices:\n      input: 1\n      output: 2\n"
+              "      long_context: {above_input_tokens: 1000, input: \"-2\", output: 3}"),
+       "catalog.yaml:12: deployment 'd' prices long_context: 'input': invalid price"},
+      {"LongContextNotMap",
+       Prices(m, "    prices:\n      input: 1\n      output: 2\n      long_context: 200000"),
+       "catalog.yaml:12: deployment 'd' prices long_context must be a mapping"},
+      {"LongContextInDatedCardChecked",
+       Prices(m,
+              "    prices:\n"
+              "      - effective_from: 2025-01-01T00:00:00Z\n"
+              "        input: 1\n        output: 2\n"
+              "        long_context: {above_input_tokens: 1000, output: 3}"),
+       "catalog.yaml:13: deployment 'd' prices card effective_from 2025-01-01T00:00:00Z "
+       "long_context: 'input' is required"},
       {"BadContextWindow",
        Replace(m, "    upstream_model: m", "    upstream_model: m\n    context_window: 0"),
        "catalog.yaml:9: deployment 'd': 'context_window' must be a positive integer, got '0'"},

@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "services/common/money.h"
+#include "services/common/price_schedule.h"
 
 namespace tollgate::router {
 namespace {
@@ -20,6 +21,11 @@ struct Work {
   size_t index = 0;
   const DeploymentHealthView* health = nullptr;
   int64_t cost = 0;
+  // Per-token prices of the card in effect now (price_schedule.h): `in`/`out` at this request's
+  // estimated input (the long-context tier's when it applies), and their range over any input
+  // size (min/max of base and tier) for telling whether a cost order holds for every request.
+  int64_t in = 0, out = 0;
+  int64_t min_in = 0, max_in = 0, min_out = 0, max_out = 0;
   int32_t quality = -1;
   bool probe = false;
   std::string health_detail;  // why health removed it (last-resort reason)
@@ -66,6 +72,15 @@ std::string Seconds(absl::Duration d) {
 }
 std::string Usd(int64_t pico) { return absl::StrCat("$", FormatPicoUsd(pico)); }
 
+// input x input price + output x output price, all input uncached, saturated at INT64_MAX.
+int64_t EstimateCost(int64_t input_pico, int64_t output_pico, int64_t input_tokens,
+                     int64_t output_tokens) {
+  const __int128 cost = static_cast<__int128>(std::max<int64_t>(input_tokens, 0)) * input_pico +
+                        static_cast<__int128>(std::max<int64_t>(output_tokens, 0)) * output_pico;
+  return cost > std::numeric_limits<int64_t>::max() ? std::numeric_limits<int64_t>::max()
+                                                    : static_cast<int64_t>(cost);
+}
+
 RankedCandidate Rank(const Work& w, std::string reason, int64_t weight = 0) {
   RankedCandidate c;
   c.deployment = w.d;
@@ -80,23 +95,38 @@ RankedCandidate Rank(const Work& w, std::string reason, int64_t weight = 0) {
   return c;
 }
 
+// Fills the price fields of `w` from the card of `d` in effect at `now_ms`.
+void SetPrices(Work& w, const v1::Deployment& d, int64_t now_ms, int64_t input_tokens) {
+  const v1::UnitPrices& card = PricesAt(d, now_ms);
+  const bool tiered = card.long_context_threshold_tokens() > 0 && card.has_long_context();
+  const v1::UnitPrices& applied =
+      LongContextApplies(card, input_tokens) ? card.long_context() : card;
+  w.in = applied.input_pico();
+  w.out = applied.output_pico();
+  w.min_in = w.max_in = card.input_pico();
+  w.min_out = w.max_out = card.output_pico();
+  if (tiered) {
+    w.min_in = std::min(w.min_in, card.long_context().input_pico());
+    w.max_in = std::max(w.max_in, card.long_context().input_pico());
+    w.min_out = std::min(w.min_out, card.long_context().output_pico());
+    w.max_out = std::max(w.max_out, card.long_context().output_pico());
+  }
+}
+
 // Cheapest first; ties by input price, then output price, then the model's order.
 void SortByCost(std::vector<Work>& list) {
   std::stable_sort(list.begin(), list.end(), [](const Work& a, const Work& b) {
     if (a.cost != b.cost) return a.cost < b.cost;
-    if (a.d->prices().input_pico() != b.d->prices().input_pico()) {
-      return a.d->prices().input_pico() < b.d->prices().input_pico();
-    }
-    return a.d->prices().output_pico() < b.d->prices().output_pico();
+    if (a.in != b.in) return a.in < b.in;
+    return a.out < b.out;
   });
 }
 
-// True when `a` before `b` might not hold for another ratio of input to output tokens: the
-// order is token-independent only if `a` is no dearer than `b` in both prices.
-bool Crosses(const Work& a, const Work& b) {
-  return a.d->prices().input_pico() > b.d->prices().input_pico() ||
-         a.d->prices().output_pico() > b.d->prices().output_pico();
-}
+// True when `a` before `b` might not hold for another request (another ratio of input to
+// output tokens, or an input size on the other side of a long-context threshold): the order is
+// token-independent only if `a`'s dearest prices are no dearer than `b`'s cheapest. Without
+// tiers that is "no dearer in both prices".
+bool Crosses(const Work& a, const Work& b) { return a.max_in > b.min_in || a.max_out > b.min_out; }
 
 struct OrderOutcome {
   bool token_dependent = false;
@@ -309,11 +339,9 @@ absl::string_view RemovalFilterName(RemovalFilter filter) {
 
 int64_t EstimateCostPico(const v1::UnitPrices& prices, int64_t input_tokens,
                          int64_t output_tokens) {
-  const __int128 cost =
-      static_cast<__int128>(std::max<int64_t>(input_tokens, 0)) * prices.input_pico() +
-      static_cast<__int128>(std::max<int64_t>(output_tokens, 0)) * prices.output_pico();
-  return cost > std::numeric_limits<int64_t>::max() ? std::numeric_limits<int64_t>::max()
-                                                    : static_cast<int64_t>(cost);
+  const v1::UnitPrices& p =
+      LongContextApplies(prices, input_tokens) ? prices.long_context() : prices;
+  return EstimateCost(p.input_pico(), p.output_pico(), input_tokens, output_tokens);
 }
 
 absl::Status DecideRoute(const Catalog& catalog, const v1::RouteRequest& request,
@@ -388,6 +416,10 @@ absl::Status DecideRoute(const Catalog& catalog, const v1::RouteRequest& request
   const int64_t output_tokens =
       request.max_output_tokens() > 0 ? request.max_output_tokens() : leaf->default_output_tokens;
 
+  // Prices are the cards in effect now; a cached answer must not outlive the next price change
+  // of a candidate (below).
+  const int64_t now_ms = absl::ToUnixMillis(env.now);
+  int64_t next_price_change_ms = std::numeric_limits<int64_t>::max();
   std::vector<Work> healthy;
   std::vector<Work> near_limit;
   std::vector<Work> unhealthy;
@@ -447,7 +479,9 @@ absl::Status DecideRoute(const Catalog& catalog, const v1::RouteRequest& request
     w.index = index;
     w.health =
         env.health == nullptr ? nullptr : env.health->Find(catalog.version(), index, d->id());
-    w.cost = EstimateCostPico(d->prices(), request.estimated_input_tokens(), output_tokens);
+    SetPrices(w, *d, now_ms, request.estimated_input_tokens());
+    w.cost = EstimateCost(w.in, w.out, request.estimated_input_tokens(), output_tokens);
+    next_price_change_ms = std::min(next_price_change_ms, NextPriceChangeUnixMs(*d, now_ms));
     w.quality = catalog.Quality(index, request_class);
     if (w.health != nullptr) {
       const DeploymentHealthView& h = *w.health;
@@ -565,6 +599,11 @@ absl::Status DecideRoute(const Catalog& catalog, const v1::RouteRequest& request
   decision->cache_ttl_ms = leaf->cache_ttl_ms;
   if (outcome.token_dependent || window_removed || probe || last_resort) {
     decision->cache_ttl_ms = 0;
+  }
+  // Estimated costs (and so cost orders) change when a card does.
+  if (decision->cache_ttl_ms > 0 && next_price_change_ms != std::numeric_limits<int64_t>::max()) {
+    decision->cache_ttl_ms =
+        std::clamp<int64_t>(next_price_change_ms - now_ms, 0, decision->cache_ttl_ms);
   }
   return absl::OkStatus();
 }

@@ -21,7 +21,8 @@
 //      (weight 0). A half-open deployment granted its probe goes first.
 //   6. Cache TTL: the policy's, or 0 when the answer depends on more than the cache scope
 //      (token counts: a context_window removal, or a cost order that changes with the ratio of
-//      input to output tokens), holds a probe, or is a last resort.
+//      input to output tokens, or with an input size across a long-context price threshold),
+//      holds a probe, or is a last resort; never beyond a candidate's next dated price change.
 //
 // Errors: kInvalidArgument (no model, negative token counts, unknown class_hint), kNotFound
 // (unknown model), kPermissionDenied (team may not use the model), kFailedPrecondition (every
@@ -110,7 +111,9 @@ void FillRouteResponse(const Catalog& catalog, const v1::RouteRequest& request,
                        const RouteDecision& decision, v1::RouteResponse* response);
 
 // The estimated cost in pico-dollars of `input_tokens` + `output_tokens` at `prices` (all input
-// uncached), saturated at INT64_MAX.
+// uncached; the long-context tier's input and output prices when `input_tokens` is above its
+// threshold), saturated at INT64_MAX. DecideRoute prices each deployment by its card in effect
+// at env.now (PricesAt, services/common/price_schedule.h).
 int64_t EstimateCostPico(const v1::UnitPrices& prices, int64_t input_tokens, int64_t output_tokens);
 
 }  // namespace tollgate::router
