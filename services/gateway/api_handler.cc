@@ -14,6 +14,8 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::string_view kChat = "/v1/chat/completions";
+constexpr std::string_view kMessages = "/v1/messages";
+constexpr std::string_view kEmbeddings = "/v1/embeddings";
 constexpr std::string_view kModels = "/v1/models";
 constexpr std::string_view kModelsPrefix = "/v1/models/";
 constexpr std::string_view kModelRoute = "/v1/models/{id}";
@@ -45,7 +47,8 @@ ApiHandler::ApiHandler(ChatHandler* chat, const KeyStore* keys, RouterClient* ro
     : chat_(chat), keys_(keys), router_(router), metrics_(metrics) {}
 
 std::string_view ApiHandler::RouteLabel(std::string_view path) {
-  for (std::string_view known : {kChat, kModels, kHealthz, kReadyz, kMetrics}) {
+  for (std::string_view known :
+       {kChat, kMessages, kEmbeddings, kModels, kHealthz, kReadyz, kMetrics}) {
     if (path == known) return known;
   }
   if (path.size() > kModelsPrefix.size() && path.substr(0, kModelsPrefix.size()) == kModelsPrefix) {
@@ -84,19 +87,22 @@ void ApiHandler::Handle(std::shared_ptr<HttpSession> session, HttpRequest reques
     Finish(*session, std::move(response), route, start);
   };
 
-  if (route == kChat) {
+  if (route == kChat || route == kMessages || route == kEmbeddings) {
     if (method != http::verb::post) return method_not_allowed("POST");
     if (ledger_ != nullptr && !ledger_->Admitting()) {
       ledger_->CountRejected();
       HttpResponse response = ErrorResponse(
-          503, "server_error", "spool_full",
-          "", "The gateway cannot record usage right now (its usage spool is full); retry shortly.",
+          503, "server_error", "spool_full", "",
+          "The gateway cannot record usage right now (its usage spool is full); retry shortly.",
           keep_alive);
       response.set(http::field::retry_after, "5");
       Finish(*session, std::move(response), route, start);
       return;
     }
-    chat_->Handle(std::move(session), std::move(request));
+    const ChatIngress ingress = route == kMessages     ? ChatIngress::kMessages
+                                : route == kEmbeddings ? ChatIngress::kEmbeddings
+                                                       : ChatIngress::kChatCompletions;
+    chat_->Handle(std::move(session), std::move(request), ingress);
     return;
   }
   if (route == kModels || route == kModelRoute) {
@@ -152,10 +158,12 @@ void ApiHandler::Models(std::shared_ptr<HttpSession> session, HttpRequest reques
   const std::string_view route = model_id.empty() ? kModels : kModelRoute;
   const auto start = session->request_start();
   const bool keep_alive = request.keep_alive();
-  auto authorization = request.find(http::field::authorization);
-  absl::StatusOr<ApiKeyInfo> key = Authenticate(
-      *keys_, authorization == request.end() ? std::string_view()
-                                             : std::string_view(authorization->value()));
+  // Anthropic clients send their key in x-api-key.
+  std::string authorization(request[http::field::authorization]);
+  if (authorization.empty() && request.find("x-api-key") != request.end()) {
+    authorization = absl::StrCat("Bearer ", std::string(request["x-api-key"]));
+  }
+  absl::StatusOr<ApiKeyInfo> key = Authenticate(*keys_, authorization);
   if (!key.ok()) {
     Finish(*session,
            ErrorResponse(401, "invalid_request_error", "invalid_api_key", "",

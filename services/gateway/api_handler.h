@@ -1,6 +1,8 @@
 #pragma once
 // The gateway's HTTP routes:
-//   POST /v1/chat/completions   ChatHandler
+//   POST /v1/chat/completions   ChatHandler (OpenAI Chat Completions)
+//   POST /v1/messages           ChatHandler, Anthropic Messages ingress (x-api-key accepted)
+//   POST /v1/embeddings         ChatHandler, embeddings (deployments with "embeddings")
 //   GET  /v1/models             Router.ListModels as an OpenAI list   (auth required)
 //   GET  /v1/models/{id}        one model, by id or alias; 404 model_not_found (auth required)
 //   GET  /healthz               200 while the process serves HTTP

@@ -21,9 +21,12 @@
 #include "boost/json/parse.hpp"
 #include "services/common/logging.h"
 #include "services/common/money.h"
+#include "services/common/price_schedule.h"
 #include "services/gateway/attribution.h"
 #include "services/gateway/http_util.h"
+#include "services/gateway/messages_ingress.h"
 #include "services/gateway/openai_dialect.h"
+#include "services/gateway/providers/provider.h"
 #include "services/gateway/route_features.h"
 #include "services/gateway/sse_parser.h"
 
@@ -37,7 +40,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::string_view kRoute = "/v1/chat/completions";
+constexpr std::string_view kChatRoute = "/v1/chat/completions";
+constexpr std::string_view kMessagesRoute = "/v1/messages";
+constexpr std::string_view kEmbeddingsRoute = "/v1/embeddings";
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kMaxPassthroughBodyBytes = 1024 * 1024;
 constexpr unsigned kJsonMaxDepth = 64;
@@ -147,6 +152,7 @@ v1::TokenUsage EstimatedUsage(int64_t input_tokens, int64_t output_bytes) {
   return usage;
 }
 
+// The cost of `usage` at `prices` (flat: EffectivePrices), 0 (logged) when it cannot be priced.
 int64_t PriceOrZero(const v1::TokenUsage& usage, const v1::UnitPrices& prices,
                     const std::string& request_id) {
   absl::StatusOr<int64_t> cost = PriceUsage(usage, prices);
@@ -199,6 +205,8 @@ asio::awaitable<void> AwaitWritten(asio::any_io_executor executor, Enqueue enque
 
 // Everything about one request; owned by its coroutine.
 struct ChatContext {
+  ChatIngress ingress = ChatIngress::kChatCompletions;
+  std::string_view route_path;  // kChatRoute or kMessagesRoute
   std::shared_ptr<HttpSession> session;
   HttpRequest request;
   std::string request_id;
@@ -215,12 +223,32 @@ struct ChatContext {
   bool route_cached = false;
   std::string route_reason;  // x-tollgate-route-reason of the current candidate
   v1::UsageEvent event;      // filled as the request progresses; attempts appended
+  // The current attempt's dialect adapter and call (valid during Attempt).
+  const Provider* provider = nullptr;
+  ProviderCall call;
+  // The flat unit prices the served usage was priced at (Price()), stored in the event.
+  v1::UnitPrices prices;
 };
+
+namespace {
+
+// Prices `usage` served by `d`: the deployment's price card in effect when the request started
+// (a dated price change applies from its date on), at its long-context tier when the input
+// crossed it. Remembers the flat prices in ctx.prices for the usage event.
+int64_t Price(ChatContext& ctx, const v1::Deployment& d, const v1::TokenUsage& usage) {
+  ctx.prices = EffectivePrices(PricesAt(d, ctx.event.time_unix_us() / 1000), usage);
+  return PriceOrZero(usage, ctx.prices, ctx.request_id);
+}
+
+}  // namespace
 
 // Why the last attempt failed, for the response when every attempt failed.
 struct ChatHandler::Failure {
   unsigned upstream_status = 0;  // 0: no HTTP response
   UpstreamErrorKind kind = UpstreamErrorKind::kNone;
+  // The candidate's dialect cannot honour a request parameter (kInvalidArgument, ParamOf names
+  // it): when every candidate failed so, the client gets 400 with this message.
+  absl::Status unsupported;
   std::string deployment;
   std::string reason;             // short, client-safe
   std::string retry_after;        // from an upstream 429
@@ -246,9 +274,14 @@ ChatHandler::ChatHandler(ChatHandlerOptions options, const KeyStore* keys, Route
                          LedgerClient* ledger, GatewayMetrics* metrics)
     : options_(options), keys_(keys), router_(router), ledger_(ledger), metrics_(metrics) {}
 
-void ChatHandler::Handle(std::shared_ptr<HttpSession> session, HttpRequest request) {
+void ChatHandler::Handle(std::shared_ptr<HttpSession> session, HttpRequest request,
+                         ChatIngress ingress) {
   auto owned = std::make_unique<ChatContext>();
   ChatContext& ctx = *owned;
+  ctx.ingress = ingress;
+  ctx.route_path = ingress == ChatIngress::kMessages     ? kMessagesRoute
+                   : ingress == ChatIngress::kEmbeddings ? kEmbeddingsRoute
+                                                         : kChatRoute;
   ctx.start = session->request_start();
   ctx.session = std::move(session);
   ctx.request = std::move(request);
@@ -257,16 +290,23 @@ void ChatHandler::Handle(std::shared_ptr<HttpSession> session, HttpRequest reque
   ctx.event.set_event_id(ctx.request_id);
   ctx.event.set_request_id(ctx.request_id);
   ctx.event.set_time_unix_us(NowUnixMicros() - Micros(Clock::now() - ctx.start));
-  ctx.event.set_endpoint(std::string(kRoute));
+  ctx.event.set_endpoint(std::string(ctx.route_path));
 
-  absl::StatusOr<ApiKeyInfo> key = Authenticate(*keys_, HeaderValue(ctx.request, "authorization"));
+  // Anthropic clients send their key in x-api-key.
+  std::string_view authorization = HeaderValue(ctx.request, "authorization");
+  std::string from_api_key;
+  if (authorization.empty() && ingress == ChatIngress::kMessages) {
+    from_api_key = absl::StrCat("Bearer ", std::string(HeaderValue(ctx.request, "x-api-key")));
+    authorization = from_api_key;
+  }
+  absl::StatusOr<ApiKeyInfo> key = Authenticate(*keys_, authorization);
   if (!key.ok()) {
     ReplyError(ctx, 401, "invalid_request_error", "invalid_api_key", "",
                std::string(key.status().message()));
-    metrics_->RecordRequest(kRoute, 401, "", "", "", "");
-    metrics_->ObserveRequestDuration(kRoute, Seconds(Clock::now() - ctx.start));
+    metrics_->RecordRequest(ctx.route_path, 401, "", "", "", "");
+    metrics_->ObserveRequestDuration(ctx.route_path, Seconds(Clock::now() - ctx.start));
     LogInfo("request rejected", {{"request_id", ctx.request_id},
-                                 {"route", kRoute},
+                                 {"route", ctx.route_path},
                                  {"status", "401"},
                                  {"error_code", "invalid_api_key"}});
     return;
@@ -288,7 +328,19 @@ void ChatHandler::Handle(std::shared_ptr<HttpSession> session, HttpRequest reque
     Record(ctx, nullptr, 400, "invalid_json", v1::TokenUsage(), 0);
     return;
   }
-  absl::StatusOr<ChatRequestInfo> info = ParseChatRequest(ctx.body);
+  if (ingress == ChatIngress::kMessages) {
+    absl::StatusOr<json::object> chat = MessagesToChatRequest(ctx.body);
+    if (!chat.ok()) {
+      ReplyError(ctx, 400, "invalid_request_error", "invalid_request", ParamOf(chat.status()),
+                 std::string(chat.status().message()));
+      Record(ctx, nullptr, 400, "invalid_request", v1::TokenUsage(), 0);
+      return;
+    }
+    ctx.body = json::value(std::move(*chat), ctx.body.storage());
+  }
+  absl::StatusOr<ChatRequestInfo> info = ingress == ChatIngress::kEmbeddings
+                                             ? ParseEmbeddingsRequest(ctx.body)
+                                             : ParseChatRequest(ctx.body);
   if (!info.ok()) {
     ReplyError(ctx, 400, "invalid_request_error", "invalid_request", ParamOf(info.status()),
                std::string(info.status().message()));
@@ -600,7 +652,8 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, Ups
     last.reason = std::move(reason);
   };
 
-  if (!d.dialect().empty() && d.dialect() != "openai") {
+  const Provider* provider = FindProvider(d.dialect());
+  if (provider == nullptr) {
     fail(0, UpstreamErrorKind::kProtocol, "protocol", "unsupported provider dialect",
          absl::StrCat("unsupported dialect '", d.dialect(), "'"));
     co_return Outcome::kNext;
@@ -611,25 +664,55 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, Ups
          std::string(target.status().message()));
     co_return Outcome::kNext;
   }
+  const std::string api_key = ProviderApiKey(d.api_key_env());
+  ctx.call = ProviderCall{.deployment = &d,
+                          .base_path = target->base_path,
+                          .api_key = api_key,
+                          .stream = ctx.info.stream,
+                          .client_wants_usage = ctx.info.client_wants_usage,
+                          .request_id = ctx.request_id,
+                          .created_unix = ctx.event.time_unix_us() / 1000000,
+                          .client_model = ctx.info.model};
+  ctx.provider = provider;
+  absl::StatusOr<ProviderRequest> translated =
+      ctx.ingress == ChatIngress::kEmbeddings
+          ? provider->BuildEmbeddingsRequest(ctx.body.as_object(), ctx.call)
+          : provider->BuildChatRequest(ctx.body.as_object(), ctx.call);
+  if (!translated.ok()) {
+    const std::string detail(translated.status().message());
+    record->set_error(detail);
+    if (translated.status().code() == absl::StatusCode::kInvalidArgument ||
+        translated.status().code() == absl::StatusCode::kUnimplemented) {
+      // Not the deployment's fault: no outcome report; another dialect may take the request.
+      LogInfo("candidate cannot honour the request",
+              {{"request_id", ctx.request_id}, {"deployment", d.id()}, {"error", detail}});
+      last.upstream_status = 0;
+      last.kind = UpstreamErrorKind::kNone;
+      last.deployment = d.id();
+      last.reason = detail;
+      last.unsupported = translated.status();
+      co_return Outcome::kNext;
+    }
+    fail(0, UpstreamErrorKind::kProtocol, "protocol", "deployment misconfigured", detail);
+    co_return Outcome::kNext;
+  }
+  last.unsupported = absl::OkStatus();
 
-  UpstreamExchange::Request request(http::verb::post,
-                                    absl::StrCat(target->base_path, "/chat/completions"), 11);
+  UpstreamExchange::Request request(http::verb::post, translated->target, 11);
   request.set(http::field::host, target->host_header);
   request.set(http::field::content_type, "application/json");
   request.set(http::field::accept, ctx.info.stream ? "text/event-stream" : "application/json");
   request.set(http::field::user_agent, "tollgate-gateway/0.1");
-  const std::string api_key = ProviderApiKey(d.api_key_env());
-  if (!api_key.empty()) request.set(http::field::authorization, absl::StrCat("Bearer ", api_key));
+  for (const auto& [name, value] : translated->headers) request.set(name, value);
   request.keep_alive(true);
-  request.body() = RewriteChatRequest(ctx.body.as_object(), d.upstream_model(), ctx.info.stream);
+  request.body() = std::move(translated->body);
   request.prepare_payload();
 
   UpstreamExchange exchange(pool);
   absl::Status started = co_await exchange.Start(*target, request);
   if (!started.ok()) {
     const UpstreamErrorKind kind = exchange.error_kind();
-    fail(0, kind, UpstreamErrorKindName(kind),
-         kind == UpstreamErrorKind::kTimeout ? "timed out" : "connection failed",
+    fail(0, kind, UpstreamErrorKindName(kind), std::string(exchange.failure_reason()),
          std::string(started.message()));
     co_return Outcome::kNext;
   }
@@ -657,8 +740,8 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, Ups
     record->set_http_status(static_cast<int32_t>(status));
     record->set_error(absl::StrCat("upstream returned ", status));
     record->set_latency_us(Micros(Clock::now() - attempt_start));
-    const bool context_exceeded =
-        status == 400 && body->find("context_length_exceeded") != std::string::npos;
+    ProviderError error = provider->TranslateError(status, *body);
+    const bool context_exceeded = error.context_length_exceeded;
     ReportOutcome(ctx, d, start_unix_ms, status,
                   context_exceeded ? v1::OUTCOME_ERROR_CONTEXT_LENGTH : v1::OUTCOME_ERROR_CLIENT,
                   record->latency_us(), 0, nullptr, 0);
@@ -675,15 +758,13 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, Ups
       co_return Outcome::kNext;
     }
     HttpResponse response(static_cast<http::status>(status), 11);
-    const auto content_type = exchange.header()[http::field::content_type];
-    response.set(http::field::content_type,
-                 content_type.empty() ? std::string_view("application/json")
-                                      : std::string_view(content_type.data(), content_type.size()));
+    response.set(http::field::content_type, "application/json");
     SetServedHeaders(response, ctx.request_id, d, ctx.route_reason);
     response.keep_alive(ctx.keep_alive);
-    response.body() = std::move(*body);
+    response.body() = ctx.ingress == ChatIngress::kMessages ? MessagesErrorBody(status, error.body)
+                                                            : std::move(error.body);
     ctx.session->Reply(std::move(response));
-    Record(ctx, &d, status, "upstream_rejected", v1::TokenUsage(), 0);
+    Record(ctx, &d, status, "upstream_rejected", v1::TokenUsage(), Price(ctx, d, v1::TokenUsage()));
     co_return Outcome::kDone;
   }
   if (ctx.info.stream) co_return co_await ServeStream(ctx, d, exchange, attempt_start);
@@ -725,11 +806,29 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeNonStream(ChatContext& c
   record->set_http_status(static_cast<int32_t>(status));
   record->set_latency_us(Micros(Clock::now() - attempt_start));
 
-  ChatResponseUsage extracted = ExtractChatResponseUsage(*body);
+  absl::StatusOr<ProviderResponse> translated =
+      ctx.ingress == ChatIngress::kEmbeddings
+          ? ctx.provider->TranslateEmbeddingsResponse(*body, ctx.call)
+          : ctx.provider->TranslateChatResponse(*body, ctx.call);
+  if (!translated.ok()) {
+    // Nothing has reached the client yet: the next candidate may still serve the request.
+    const std::string detail(translated.status().message());
+    record->set_error(detail);
+    metrics_->RecordUpstreamError(d.id(), "protocol");
+    ReportOutcome(ctx, d, start_unix_ms, status, v1::OUTCOME_ERROR_UPSTREAM, record->latency_us(),
+                  0, nullptr, 0);
+    LogWarn("upstream response not understood",
+            {{"request_id", ctx.request_id}, {"deployment", d.id()}, {"error", detail}});
+    last.upstream_status = 0;
+    last.kind = UpstreamErrorKind::kProtocol;
+    last.deployment = d.id();
+    last.reason = "the upstream response was not understood";
+    co_return Outcome::kNext;
+  }
   const v1::TokenUsage usage =
-      extracted.usage ? *extracted.usage
-                      : EstimatedUsage(ctx.estimated_input_tokens, extracted.output_bytes);
-  const int64_t cost = PriceOrZero(usage, d.prices(), ctx.request_id);
+      translated->usage ? *translated->usage
+                        : EstimatedUsage(ctx.estimated_input_tokens, translated->output_bytes);
+  const int64_t cost = Price(ctx, d, usage);
   ReportOutcome(ctx, d, start_unix_ms, status, v1::OUTCOME_ERROR_NONE, record->latency_us(), 0,
                 &usage, 0);
 
@@ -738,7 +837,24 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeNonStream(ChatContext& c
   SetServedHeaders(response, ctx.request_id, d, ctx.route_reason);
   response.set(kCostHeader, FormatPicoUsd(cost));
   response.keep_alive(ctx.keep_alive);
-  response.body() = std::move(*body);
+  if (ctx.ingress == ChatIngress::kMessages) {
+    absl::StatusOr<std::string> message =
+        ChatResponseToMessage(translated->body, usage, ctx.info.model);
+    if (message.ok()) {
+      response.body() = std::move(*message);
+    } else {
+      // Recorded as served (the upstream did the work); the client learns the answer was lost.
+      LogError("cannot translate the answer for /v1/messages",
+               {{"request_id", ctx.request_id},
+                {"error", std::string(message.status().message())}});
+      response.result(http::status::bad_gateway);
+      response.body() = MessagesErrorBody(
+          502, ErrorBody("The upstream answer could not be translated to the Messages API.",
+                         "upstream_error", "", "upstream_error"));
+    }
+  } else {
+    response.body() = std::move(translated->body);
+  }
   // Durability contract: the usage event reaches the spool's file (write(), which survives a
   // crash of the process) before the client can see the answer.
   co_await AwaitWritten(ctx.session->executor(), [&](std::function<void()> on_written) {
@@ -772,37 +888,45 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
   bool client_gone = static_cast<bool>(head_ec);
 
   SseParser parser(options_.max_stream_event_bytes);
-  std::optional<v1::TokenUsage> usage;
-  int64_t output_bytes = 0;
-  bool upstream_error_event = false;
-  bool saw_done = false;  // the upstream sent "data: [DONE]"
+  std::unique_ptr<StreamTranslator> translator = ctx.provider->NewStreamTranslator(ctx.call);
+  const StreamProgress& progress = translator->progress();
+  // The Anthropic ingress re-reads the translated OpenAI events and encodes them as Anthropic's.
+  const bool messages = ctx.ingress == ChatIngress::kMessages;
+  std::optional<SseParser> reparser;
+  std::optional<MessagesStreamEncoder> encoder;
+  if (messages) {
+    reparser.emplace(options_.max_stream_event_bytes);
+    encoder.emplace(absl::StrCat("msg_", ctx.request_id), ctx.info.model);
+  }
   bool recorded = false;  // the usage event was enqueued: ctx.event and `record` are gone
-  std::string out;
+  v1::TokenUsage recorded_usage;
+  std::string out;         // bytes for the client from this read
+  std::string translated;  // OpenAI events from this read (messages ingress only)
   absl::Status broken;
+  Clock::time_point last_output;  // when the previous content-carrying event arrived
   auto on_event = [&](const SseEvent& event) {
-    bool forward = true;
-    if (event.has_data) {
-      if (event.data == "[DONE]") saw_done = true;
-      const StreamChunkInfo chunk = InspectStreamChunk(event.data);
-      if (chunk.is_error) upstream_error_event = true;
-      if (chunk.usage) usage = *chunk.usage;
-      // The gateway asked for usage on the client's behalf: hide that chunk unless the client
-      // asked for it too.
-      if (chunk.usage_only && !ctx.info.client_wants_usage) forward = false;
-      if (chunk.has_output && !recorded) {
-        output_bytes += chunk.output_bytes;
-        if (attempt_ttft_us == 0) {
-          attempt_ttft_us = std::max<int64_t>(1, Micros(Clock::now() - attempt_start));
-        }
-        if (ctx.event.ttft_us() == 0) {
-          ctx.event.set_ttft_us(std::max<int64_t>(1, Micros(Clock::now() - ctx.start)));
-        }
+    translator->OnEvent(event, messages ? translated : out);
+    if (progress.has_output && !recorded) {
+      const Clock::time_point now = Clock::now();
+      if (last_output != Clock::time_point()) {
+        metrics_->ObserveTimeBetweenTokens(d.provider(), Seconds(now - last_output));
+      }
+      last_output = now;
+      if (attempt_ttft_us == 0) {
+        attempt_ttft_us = std::max<int64_t>(1, Micros(Clock::now() - attempt_start));
+      }
+      if (ctx.event.ttft_us() == 0) {
+        ctx.event.set_ttft_us(std::max<int64_t>(1, Micros(Clock::now() - ctx.start)));
       }
     }
-    if (forward) {
-      out.append(event.raw.data(), event.raw.size());
-      if (!event.terminated) out.append("\n\n");
-    }
+  };
+  // Messages ingress: the translated OpenAI events of this read become Anthropic events.
+  auto encode = [&]() {
+    if (!messages || translated.empty()) return;
+    (void)reparser->Feed(translated, [&](const SseEvent& event) {
+      if (event.has_data) encoder->OnChunk(event.data, out);
+    });
+    translated.clear();
   };
 
   // Builds and enqueues the usage event. Durability contract: it runs, and the event is in the
@@ -821,19 +945,21 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
                                               {"error", std::string(broken.message())}});
     } else if (client_gone) {
       error_code = "client_disconnected";
-    } else if (upstream_error_event) {
+    } else if (progress.error) {
       error_code = "upstream_stream_error";
     }
     const v1::TokenUsage final_usage =
-        usage ? *usage : EstimatedUsage(ctx.estimated_input_tokens, output_bytes);
-    const int64_t cost = PriceOrZero(final_usage, d.prices(), ctx.request_id);
+        progress.usage ? *progress.usage
+                       : EstimatedUsage(ctx.estimated_input_tokens, progress.output_bytes);
+    recorded_usage = final_usage;
+    const int64_t cost = Price(ctx, d, final_usage);
     v1::OutcomeErrorKind kind = v1::OUTCOME_ERROR_NONE;
     if (!broken.ok()) {
       kind = broken.code() == absl::StatusCode::kDeadlineExceeded ? v1::OUTCOME_ERROR_TIMEOUT
                                                                   : v1::OUTCOME_ERROR_RESET;
     } else if (client_gone) {
       kind = v1::OUTCOME_ERROR_CANCELLED;
-    } else if (upstream_error_event) {
+    } else if (progress.error) {
       kind = v1::OUTCOME_ERROR_UPSTREAM;
     }
     ReportOutcome(ctx, d, start_unix_ms, exchange.status(), kind, record->latency_us(),
@@ -841,6 +967,14 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
     Record(ctx, &d, 200, error_code, final_usage, cost, std::move(on_written));
   };
   const asio::any_io_executor executor = ctx.session->executor();
+
+  // The end of a complete stream: the usage event is recorded first (durability contract),
+  // then the Anthropic ingress closes its message with the recorded usage.
+  auto end_complete = [&]() -> asio::awaitable<void> {
+    if (recorded) co_return;
+    co_await AwaitWritten(executor, record_end);
+    if (messages) encoder->Finish(recorded_usage, out);
+  };
 
   while (!client_gone) {
     absl::StatusOr<std::string_view> piece = co_await exchange.ReadSome();
@@ -851,29 +985,44 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
     out.clear();
     if (piece->empty()) {
       parser.Finish(on_event);
-      if (saw_done && !recorded) co_await AwaitWritten(executor, record_end);
+      translator->Finish(messages ? translated : out);
+      encode();
+      if (progress.done || progress.error) co_await end_complete();
       if (!out.empty()) client_gone = !co_await WriteChunk(client, out, client_timeout);
       break;
     }
     const absl::Status fed = parser.Feed(*piece, on_event);
-    if (saw_done && !recorded) co_await AwaitWritten(executor, record_end);
+    encode();
+    if (progress.done || progress.error) co_await end_complete();
     // Forward at once what arrived: one chunk per upstream read, never held back.
     if (!out.empty()) client_gone = !co_await WriteChunk(client, out, client_timeout);
     if (!fed.ok()) {
-      if (!recorded) broken = fed;  // after [DONE] the client already has a complete stream
+      if (!recorded) broken = fed;  // after the end the client already has a complete stream
       break;
     }
   }
 
   if (!client_gone && !broken.ok() && !recorded) {
-    const std::string event = StreamErrorEvent(
-        absl::StrCat("The response stream from deployment '", d.id(),
-                     "' was interrupted before it completed",
-                     broken.code() == absl::StatusCode::kDeadlineExceeded ? " (timeout)." : "."),
-        "upstream_error", "upstream_error");
+    const std::string message = absl::StrCat(
+        "The response stream from deployment '", d.id(), "' was interrupted before it completed",
+        broken.code() == absl::StatusCode::kDeadlineExceeded ? " (timeout)." : ".");
+    std::string event;
+    if (messages) {
+      encoder->Error("api_error", message, event);
+    } else {
+      event = StreamErrorEvent(message, "upstream_error", "upstream_error");
+    }
     client_gone = !co_await WriteChunk(client, event, client_timeout);
   }
-  if (!recorded) co_await AwaitWritten(executor, record_end);
+  if (!recorded) {
+    co_await AwaitWritten(executor, record_end);
+    if (messages && !client_gone && broken.ok()) {
+      // The upstream closed without its end marker: close the Anthropic message all the same.
+      out.clear();
+      encoder->Finish(recorded_usage, out);
+      if (!out.empty()) client_gone = !co_await WriteChunk(client, out, client_timeout);
+    }
+  }
   if (!client_gone) client_gone = !co_await WriteLastChunk(client, client_timeout);
   exchange.Finish();  // pooled only when the upstream response was read to its end
 
@@ -886,6 +1035,10 @@ void ChatHandler::ReplyError(ChatContext& ctx, unsigned status, std::string_view
                              std::string_view code, std::string_view param,
                              std::string_view message, std::string_view retry_after) {
   HttpResponse response = ErrorResponse(status, type, code, param, message, ctx.keep_alive);
+  if (ctx.ingress == ChatIngress::kMessages) {
+    response.body() = MessagesErrorBody(status, response.body());
+    response.prepare_payload();
+  }
   response.set(kRequestIdHeader, ctx.request_id);
   if (!retry_after.empty()) response.set(http::field::retry_after, retry_after);
   ctx.session->Reply(std::move(response));
@@ -896,7 +1049,11 @@ void ChatHandler::FailAllAttempts(ChatContext& ctx, const Failure& last) {
                                            " upstream attempt(s) failed; the last, on "
                                            "deployment '",
                                            last.deployment, "': ", last.reason, ".");
-  if (last.upstream_status == 429) {
+  if (!last.unsupported.ok()) {
+    ReplyError(ctx, 400, "invalid_request_error", "unsupported_parameter",
+               ParamOf(last.unsupported), std::string(last.unsupported.message()));
+    Record(ctx, nullptr, 400, "unsupported_parameter", v1::TokenUsage(), 0);
+  } else if (last.upstream_status == 429) {
     ReplyError(ctx, 429, "rate_limit_error", "rate_limit_exceeded", "", message,
                last.retry_after.empty() ? std::string_view("1") : last.retry_after);
     Record(ctx, nullptr, 429, "rate_limit_exceeded", v1::TokenUsage(), 0);
@@ -919,7 +1076,7 @@ void ChatHandler::Record(ChatContext& ctx, const v1::Deployment* served, unsigne
     event->set_provider(served->provider());
     event->set_upstream_model(served->upstream_model());
     event->set_region(served->region());
-    *event->mutable_prices() = served->prices();
+    *event->mutable_prices() = ctx.prices;
   }
   *event->mutable_usage() = usage;
   event->set_cost_pico(cost_pico);
@@ -930,8 +1087,8 @@ void ChatHandler::Record(ChatContext& ctx, const v1::Deployment* served, unsigne
   const std::string& team = ctx.key.team;
   const std::string_view deployment = served ? std::string_view(served->id()) : "";
   const std::string_view provider = served ? std::string_view(served->provider()) : "";
-  metrics_->RecordRequest(kRoute, http_status, ctx.model_label, deployment, provider, team);
-  metrics_->ObserveRequestDuration(kRoute, Seconds(total));
+  metrics_->RecordRequest(ctx.route_path, http_status, ctx.model_label, deployment, provider, team);
+  metrics_->ObserveRequestDuration(ctx.route_path, Seconds(total));
   Clock::duration upstream = Clock::duration::zero();
   for (const v1::Attempt& attempt : event->attempts()) {
     upstream += std::chrono::microseconds(attempt.latency_us());
@@ -939,7 +1096,8 @@ void ChatHandler::Record(ChatContext& ctx, const v1::Deployment* served, unsigne
   if (served != nullptr) {
     metrics_->RecordTokens(usage, ctx.model_label, provider, team);
     metrics_->RecordCost(cost_pico, team, event->attribution().feature(), ctx.model_label,
-                         provider);
+                         provider, event->attribution().customer(),
+                         event->attribution().api_key_id());
     const v1::Attempt& last = event->attempts(event->attempts_size() - 1);
     metrics_->ObserveUpstreamDuration(provider, static_cast<double>(last.latency_us()) / 1e6);
     if (event->ttft_us() > 0) {
@@ -949,7 +1107,7 @@ void ChatHandler::Record(ChatContext& ctx, const v1::Deployment* served, unsigne
   metrics_->ObserveOverhead(std::max(0.0, Seconds(total - upstream)));
 
   LogInfo("request", {{"request_id", event->request_id()},
-                      {"route", kRoute},
+                      {"route", ctx.route_path},
                       {"status", absl::StrCat(http_status)},
                       {"model", event->requested_model()},
                       {"deployment", deployment},

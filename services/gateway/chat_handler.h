@@ -1,5 +1,6 @@
 #pragma once
-// POST /v1/chat/completions: the gateway's hot path.
+// POST /v1/chat/completions (and POST /v1/messages through the Anthropic ingress): the gateway's
+// hot path.
 //
 // For each request, on the connection's own thread and never blocking it:
 //   1. authenticate the virtual key (401 invalid_api_key);
@@ -19,10 +20,12 @@
 //      other upstream 4xx are passed through as they are; when every attempt failed the client
 //      gets 429 (with retry-after), 504 (timeouts) or 502 upstream_error; every attempt's outcome
 //      goes to the OutcomeReporter (Router.ReportOutcomes);
-//   5. non-stream: forward the upstream body unchanged, with usage priced into
-//      x-tollgate-cost-usd; stream: forward every SSE event as soon as it arrives, hiding the
-//      usage-only chunk from clients that did not ask for it, and end a broken stream with an
-//      error event;
+//   5. the deployment's dialect adapter (providers/provider.h) translates the request and the
+//      answer; a parameter the dialect cannot honour skips that candidate (400 naming it when no
+//      candidate could take the request); non-stream: the (translated) body with usage priced
+//      into x-tollgate-cost-usd; stream: forward every translated SSE event as soon as it
+//      arrives, hiding the usage-only chunk from clients that did not ask for it, and end a
+//      broken stream with an error event;
 //   6. record a UsageEvent (every request after authentication, failures included) in the
 //      ledger queue and the metrics.
 //
@@ -106,6 +109,12 @@ struct ChatHandlerOptions {
 
 struct ChatContext;
 
+// The client-facing API a request arrived on. Both are served by the same pipeline over the
+// internal OpenAI form; kMessages (POST /v1/messages, Anthropic-compatible) translates the
+// request in and every answer, error and stream event out (messages_ingress.h).
+// kEmbeddings (POST /v1/embeddings) uses the same routing, fallback and accounting, non-stream.
+enum class ChatIngress { kChatCompletions, kMessages, kEmbeddings };
+
 class ChatHandler {
  public:
   // Dependencies must outlive the handler. Sessions passed to Handle must belong to a server whose
@@ -121,7 +130,8 @@ class ChatHandler {
     outcomes_ = outcomes;
   }
 
-  void Handle(std::shared_ptr<HttpSession> session, HttpRequest request);
+  void Handle(std::shared_ptr<HttpSession> session, HttpRequest request,
+              ChatIngress ingress = ChatIngress::kChatCompletions);
 
  private:
   enum class Outcome { kDone, kNext };

@@ -41,7 +41,7 @@ GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> registry,
                                size_t feature_label_limit)
     : registry_(std::move(registry)),
       instance_id_(g_next_instance_id.fetch_add(1)),
-      feature_label_limit_(feature_label_limit),
+      feature_cap_(feature_label_limit),
       requests_(prometheus::BuildCounter()
                     .Name("tollgate_gateway_requests_total")
                     .Help("HTTP requests served, by route, status and the deployment that served")
@@ -67,6 +67,11 @@ GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> registry,
                 .Name("tollgate_gateway_ttft_seconds")
                 .Help("Streaming: time from request read to the first content chunk")
                 .Register(*registry_)),
+      time_between_tokens_(prometheus::BuildHistogram()
+                               .Name("tollgate_gateway_time_between_tokens_seconds")
+                               .Help("Streaming: gap between consecutive content chunks from "
+                                     "the upstream, as the gateway received them")
+                               .Register(*registry_)),
       overhead_(&prometheus::BuildHistogram()
                      .Name("tollgate_gateway_overhead_seconds")
                      .Help("Gateway time per request: total minus time spent upstream")
@@ -199,11 +204,21 @@ void GatewayMetrics::RecordTokens(const v1::TokenUsage& usage, std::string_view 
 }
 
 void GatewayMetrics::RecordCost(int64_t cost_pico, std::string_view team, std::string_view feature,
-                                std::string_view model, std::string_view provider) {
+                                std::string_view model, std::string_view provider,
+                                std::string_view customer, std::string_view api_key) {
   if (cost_pico <= 0) return;
-  const std::string feature_label = FeatureLabel(feature);
+  const double usd = static_cast<double>(cost_pico) / kPicoPerUsdDouble;
+  const std::string feature_label = CappedLabel(feature_cap_, feature);
   Child(cost_, {"team", "feature", "model", "provider"}, {team, feature_label, model, provider})
-      .Increment(static_cast<double>(cost_pico) / kPicoPerUsdDouble);
+      .Increment(usd);
+  if (customer_cost_ != nullptr && !customer.empty()) {
+    const std::string label = CappedLabel(*attribution_cap_customer_, customer);
+    Child(*customer_cost_, {"customer"}, {label}).Increment(usd);
+  }
+  if (api_key_cost_ != nullptr && !api_key.empty()) {
+    const std::string label = CappedLabel(*attribution_cap_api_key_, api_key);
+    Child(*api_key_cost_, {"api_key"}, {label}).Increment(usd);
+  }
 }
 
 void GatewayMetrics::ObserveRequestDuration(std::string_view route, double seconds) {
@@ -216,6 +231,10 @@ void GatewayMetrics::ObserveUpstreamDuration(std::string_view provider, double s
 
 void GatewayMetrics::ObserveTtft(std::string_view provider, double seconds) {
   HistogramChild(ttft_, "provider", provider).Observe(seconds);
+}
+
+void GatewayMetrics::ObserveTimeBetweenTokens(std::string_view provider, double seconds) {
+  HistogramChild(time_between_tokens_, "provider", provider).Observe(seconds);
 }
 
 void GatewayMetrics::ObserveOverhead(double seconds) { overhead_->Observe(seconds); }
@@ -233,22 +252,45 @@ void GatewayMetrics::AddLedgerEvents(std::string_view result, double n) {
   Child(ledger_events_, {"result"}, {result}).Increment(n);
 }
 
-std::string GatewayMetrics::FeatureLabel(std::string_view feature) {
-  if (feature.empty()) return std::string();
-  thread_local absl::flat_hash_set<std::string> admitted;  // keys: instance id + feature
+std::string GatewayMetrics::CappedLabel(LabelCap& cap, std::string_view value) {
+  if (value.empty()) return std::string();
+  // Per-thread memo of admitted values, so the hot path takes the lock only once per value.
+  thread_local absl::flat_hash_set<std::string> admitted;  // keys: instance, cap, value
   std::string key(reinterpret_cast<const char*>(&instance_id_), sizeof(instance_id_));
-  key.append(feature.data(), feature.size());
-  if (admitted.contains(key)) return std::string(feature);
+  const LabelCap* cap_ptr = &cap;
+  key.append(reinterpret_cast<const char*>(&cap_ptr), sizeof(cap_ptr));
+  key.append(value.data(), value.size());
+  if (admitted.contains(key)) return std::string(value);
   {
-    absl::MutexLock lock(&features_mu_);
-    const absl::string_view f(feature.data(), feature.size());
-    if (!features_.contains(f)) {
-      if (features_.size() >= feature_label_limit_) return "other";
-      features_.emplace(f);
+    absl::MutexLock lock(&cap.mu);
+    const absl::string_view v(value.data(), value.size());
+    if (!cap.admitted.contains(v)) {
+      if (cap.admitted.size() >= cap.limit) return "other";
+      cap.admitted.emplace(v);
     }
   }
   admitted.insert(std::move(key));
-  return std::string(feature);
+  return std::string(value);
+}
+
+void GatewayMetrics::EnableAttributionLabels(bool customer, bool api_key, size_t limit) {
+  if (customer) {
+    attribution_cap_customer_ = std::make_unique<LabelCap>(limit);
+    customer_cost_ = &prometheus::BuildCounter()
+                          .Name("tollgate_gateway_customer_cost_usd_total")
+                          .Help("Spend in USD by customer (opt-in: --metrics_customer_label; "
+                                "values beyond --attribution_label_limit are \"other\")")
+                          .Register(*registry_);
+  }
+  if (api_key) {
+    attribution_cap_api_key_ = std::make_unique<LabelCap>(limit);
+    api_key_cost_ = &prometheus::BuildCounter()
+                         .Name("tollgate_gateway_api_key_cost_usd_total")
+                         .Help("Spend in USD by virtual API key id (opt-in: "
+                               "--metrics_api_key_label; values beyond "
+                               "--attribution_label_limit are \"other\")")
+                         .Register(*registry_);
+  }
 }
 
 void GatewayMetrics::AddOutcomes(std::string_view result, double n) {

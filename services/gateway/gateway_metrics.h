@@ -6,7 +6,9 @@
 // Label values are bounded: routes are a fixed set, model/deployment/provider come from the
 // router's catalog (never from the client), teams from the key configuration, and feature values
 // (client-chosen) are capped: the first `feature_label_limit` distinct features get their own
-// label value, later ones are reported as "other". No customer or key labels.
+// label value, later ones are reported as "other". Customer and API-key labels are off unless
+// EnableAttributionLabels switches them on (each with the same kind of cap), because their values
+// are unbounded in number.
 //
 //   auto metrics = std::make_shared<GatewayMetrics>(registry, /*feature_label_limit=*/100);
 //   metrics->RecordRequest("/v1/chat/completions", 200, "gpt-4o-mini", "dep", "openai", "team");
@@ -37,6 +39,11 @@ class GatewayMetrics {
 
   const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
 
+  // Opt-in, before serving: cost per customer (tollgate_gateway_customer_cost_usd_total{customer})
+  // and per API key id (tollgate_gateway_api_key_cost_usd_total{api_key}); the first `limit`
+  // distinct values of each get their own label value, later ones are reported as "other".
+  void EnableAttributionLabels(bool customer, bool api_key, size_t limit);
+
   // tollgate_gateway_requests_total{route,status,model,deployment,provider,team}
   void RecordRequest(std::string_view route, int status, std::string_view model,
                      std::string_view deployment, std::string_view provider, std::string_view team);
@@ -46,12 +53,16 @@ class GatewayMetrics {
                     std::string_view team);
   // tollgate_gateway_cost_usd_total{team,feature,model,provider} (double: display only; the
   // accounting of record is the ledger's integer pico-dollars).
+  // (+ the opt-in customer / API-key families, when enabled and the values are non-empty).
   void RecordCost(int64_t cost_pico, std::string_view team, std::string_view feature,
-                  std::string_view model, std::string_view provider);
+                  std::string_view model, std::string_view provider,
+                  std::string_view customer = {}, std::string_view api_key = {});
 
   void ObserveRequestDuration(std::string_view route, double seconds);
   void ObserveUpstreamDuration(std::string_view provider, double seconds);
   void ObserveTtft(std::string_view provider, double seconds);
+  // Streaming: the gap between two consecutive content-carrying upstream events.
+  void ObserveTimeBetweenTokens(std::string_view provider, double seconds);
   void ObserveOverhead(double seconds);
 
   void RecordFallback(std::string_view from_deployment);
@@ -82,7 +93,15 @@ class GatewayMetrics {
   void SetSnapshotHeld(bool held) { snapshot_held_->Set(held ? 1 : 0); }
 
   // The label value to use for a client-supplied feature (see the class comment).
-  std::string FeatureLabel(std::string_view feature);
+  // A bounded label value: `value` while fewer than `limit` distinct values were admitted to
+  // `cap` (or it already was), else "other". Empty stays empty.
+  struct LabelCap {
+    explicit LabelCap(size_t limit) : limit(limit) {}
+    const size_t limit;
+    absl::Mutex mu;
+    absl::flat_hash_set<std::string> admitted ABSL_GUARDED_BY(mu);
+  };
+  std::string CappedLabel(LabelCap& cap, std::string_view value);
 
  private:
   template <typename T>
@@ -93,7 +112,10 @@ class GatewayMetrics {
 
   const std::shared_ptr<prometheus::Registry> registry_;
   const uint64_t instance_id_;  // distinguishes instances in the per-thread caches
-  const size_t feature_label_limit_;
+  LabelCap feature_cap_;
+  std::unique_ptr<LabelCap> attribution_cap_customer_, attribution_cap_api_key_;
+  prometheus::Family<prometheus::Counter>* customer_cost_ = nullptr;
+  prometheus::Family<prometheus::Counter>* api_key_cost_ = nullptr;
 
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Counter>& tokens_;
@@ -101,6 +123,7 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Histogram>& request_duration_;
   prometheus::Family<prometheus::Histogram>& upstream_duration_;
   prometheus::Family<prometheus::Histogram>& ttft_;
+  prometheus::Family<prometheus::Histogram>& time_between_tokens_;
   prometheus::Histogram* overhead_;
   prometheus::Family<prometheus::Counter>& fallbacks_;
   prometheus::Family<prometheus::Counter>& upstream_errors_;
@@ -117,8 +140,6 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Counter>* watch_events_ = nullptr;
   prometheus::Gauge* snapshot_held_ = nullptr;
 
-  absl::Mutex features_mu_;
-  absl::flat_hash_set<std::string> features_ ABSL_GUARDED_BY(features_mu_);
 };
 
 }  // namespace tollgate::gateway

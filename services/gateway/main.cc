@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -30,6 +31,7 @@
 #include "services/gateway/outcome_reporter.h"
 #include "services/gateway/router_client.h"
 #include "services/gateway/spool/spool.h"
+#include "services/gateway/upstream_client.h"
 
 ABSL_FLAG(std::string, config, "",
           "Path of the gateway YAML configuration (client keys). Required.");
@@ -70,7 +72,8 @@ ABSL_FLAG(int64_t, outcome_batch_delay_ms, 50,
 ABSL_FLAG(int64_t, upstream_max_idle_per_host, 64,
           "Idle keep-alive upstream connections kept per (scheme, host, port) per thread.");
 ABSL_FLAG(int64_t, upstream_connect_timeout_ms, 5000,
-          "Upstream DNS + TCP connect + TLS handshake timeout.");
+          "Upstream connection budget: DNS, TCP connect, the proxy CONNECT (HTTPS_PROXY) and the "
+          "TLS handshake together.");
 ABSL_FLAG(int64_t, upstream_first_byte_timeout_ms, 60000,
           "Time from sending the upstream request to receiving the response headers.");
 ABSL_FLAG(int64_t, upstream_idle_timeout_ms, 60000,
@@ -112,6 +115,15 @@ ABSL_FLAG(int64_t, spool_commit_delay_us, 200,
 ABSL_FLAG(bool, spool_fsync, true,
           "fdatasync each spool group commit (durable against power loss). false: events survive "
           "a crash of the gateway process but not of the machine.");
+ABSL_FLAG(bool, metrics_customer_label, false,
+          "Export spend per customer (tollgate_gateway_customer_cost_usd_total{customer}). Off by "
+          "default: customer ids are unbounded; see --attribution_label_limit.");
+ABSL_FLAG(bool, metrics_api_key_label, false,
+          "Export spend per virtual API key id (tollgate_gateway_api_key_cost_usd_total{api_key}). "
+          "Off by default; see --attribution_label_limit.");
+ABSL_FLAG(int64_t, attribution_label_limit, 1000,
+          "With --metrics_customer_label / --metrics_api_key_label: distinct values given their "
+          "own label value; later ones are reported as \"other\" (protects the registry).");
 ABSL_FLAG(int64_t, feature_label_limit, 100,
           "Distinct x-tollgate-feature values given their own metric label; later ones are "
           "reported as \"other\".");
@@ -162,6 +174,9 @@ int Run() {
   auto registry = std::make_shared<prometheus::Registry>();
   GatewayMetrics metrics(registry, static_cast<size_t>(std::max<int64_t>(
                                        0, absl::GetFlag(FLAGS_feature_label_limit))));
+  metrics.EnableAttributionLabels(
+      absl::GetFlag(FLAGS_metrics_customer_label), absl::GetFlag(FLAGS_metrics_api_key_label),
+      static_cast<size_t>(std::max<int64_t>(0, absl::GetFlag(FLAGS_attribution_label_limit))));
 
   boost::asio::ssl::context tls(boost::asio::ssl::context::tls_client);
   try {
@@ -253,6 +268,18 @@ int Run() {
                                             absl::GetFlag(FLAGS_upstream_first_byte_timeout_ms)));
   upstream.idle_timeout =
       ms(Positive("upstream_idle_timeout_ms", absl::GetFlag(FLAGS_upstream_idle_timeout_ms)));
+  // HTTPS_PROXY / HTTP_PROXY / NO_PROXY, read once (upstream_client.h). Logged without
+  // credentials.
+  absl::StatusOr<ProxyConfig> proxy = ParseProxyConfig(
+      [](const char* name) -> const char* { return std::getenv(name); });
+  if (!proxy.ok()) Die(std::string(proxy.status().message()));
+  upstream.proxy = std::move(*proxy);
+  if (upstream.proxy.enabled()) {
+    LogInfo("upstream proxy",
+            {{"https_proxy", upstream.proxy.https ? upstream.proxy.https->display : "none"},
+             {"http_proxy", upstream.proxy.http ? upstream.proxy.http->display : "none"},
+             {"no_proxy", NoProxyToString(upstream.proxy)}});
+  }
 
   HttpServerOptions server_options;
   server_options.listen = absl::GetFlag(FLAGS_listen);

@@ -9,6 +9,7 @@
 #include "boost/json/monotonic_resource.hpp"
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
+#include "services/gateway/providers/json_util.h"
 
 namespace tollgate::gateway {
 namespace {
@@ -17,34 +18,8 @@ namespace json = boost::json;
 
 constexpr char kParamPayloadUrl[] = "tollgate.dev/param";
 
-// A count from provider JSON: non-negative integers (or integral doubles); anything else is 0.
-int64_t CountOf(const json::value* v) {
-  if (v == nullptr) return 0;
-  switch (v->kind()) {
-    case json::kind::int64:
-      return std::max<int64_t>(v->get_int64(), 0);
-    case json::kind::uint64:
-      return v->get_uint64() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())
-                 ? 0
-                 : static_cast<int64_t>(v->get_uint64());
-    case json::kind::double_: {
-      const double d = v->get_double();
-      if (!(d >= 0) || d > 9.0e18 || std::floor(d) != d) return 0;
-      return static_cast<int64_t>(d);
-    }
-    default:
-      return 0;
-  }
-}
-
-const json::value* Field(const json::value& v, std::string_view key) {
-  if (!v.is_object()) return nullptr;
-  return v.get_object().if_contains(key);
-}
-
-int64_t StringBytes(const json::value* v) {
-  return v != nullptr && v->is_string() ? static_cast<int64_t>(v->get_string().size()) : 0;
-}
+// Provider JSON is read with the tolerant helpers of providers/json_util.h.
+const json::value* Field(const json::value& v, std::string_view key) { return Member(v, key); }
 
 bool IsNonNegativeInteger(const json::value& v) {
   if (v.is_int64()) return v.get_int64() >= 0;
@@ -207,6 +182,69 @@ absl::StatusOr<ChatRequestInfo> ParseChatRequest(const json::value& body) {
     }
   }
   if (vision) info.required_capabilities.push_back("vision");
+  return info;
+}
+
+absl::StatusOr<ChatRequestInfo> ParseEmbeddingsRequest(const json::value& body) {
+  if (!body.is_object()) {
+    return InvalidParamError("", "the request body must be a JSON object");
+  }
+  const json::object& obj = body.get_object();
+  ChatRequestInfo info;
+  const json::value* model = obj.if_contains("model");
+  if (model == nullptr || !model->is_string() || model->get_string().empty()) {
+    return InvalidParamError("model", "'model' must be a non-empty string");
+  }
+  info.model = std::string(model->get_string());
+  const json::value* input = obj.if_contains("input");
+  auto bad_input = [] {
+    return InvalidParamError("input",
+                             "'input' must be a non-empty string, array of strings, array of "
+                             "token ids or array of token-id arrays");
+  };
+  if (input == nullptr || input->is_null()) {
+    return InvalidParamError("input", "you must provide an input parameter");
+  }
+  if (input->is_string()) {
+    if (input->get_string().empty()) return bad_input();
+  } else if (input->is_array()) {
+    const json::array& items = input->get_array();
+    if (items.empty()) return bad_input();
+    const bool strings = items.front().is_string();
+    const bool nested = items.front().is_array();
+    for (const json::value& item : items) {
+      if (strings) {
+        if (!item.is_string() || item.get_string().empty()) return bad_input();
+      } else if (nested) {
+        if (!item.is_array() || item.get_array().empty()) return bad_input();
+        for (const json::value& token : item.get_array()) {
+          if (!IsNonNegativeInteger(token)) return bad_input();
+        }
+      } else if (!IsNonNegativeInteger(item)) {
+        return bad_input();
+      }
+    }
+  } else {
+    return bad_input();
+  }
+  if (const json::value* format = obj.if_contains("encoding_format");
+      format && !format->is_null()) {
+    if (!format->is_string() ||
+        (format->get_string() != "float" && format->get_string() != "base64")) {
+      return InvalidParamError("encoding_format",
+                               "'encoding_format' must be \"float\" or \"base64\"");
+    }
+  }
+  if (const json::value* dims = obj.if_contains("dimensions"); dims && !dims->is_null()) {
+    if (!IsNonNegativeInteger(*dims) || CountOf(dims) == 0) {
+      return InvalidParamError("dimensions", "'dimensions' must be a positive integer");
+    }
+  }
+  if (const json::value* user = obj.if_contains("user"); user && !user->is_null()) {
+    if (!user->is_string()) return InvalidParamError("user", "'user' must be a string");
+    info.user = std::string(user->get_string());
+  }
+  info.required_capabilities.push_back("embeddings");
   return info;
 }
 

@@ -65,6 +65,12 @@ struct ChatRequestInfo {
 // `user` is present and not a string or null.
 absl::StatusOr<ChatRequestInfo> ParseChatRequest(const boost::json::value& body);
 
+// Validates an embeddings request (PROVIDERS.md §1.6): `model` a non-empty string; `input` a
+// non-empty string, array of strings, array of token ids or array of token-id arrays;
+// `encoding_format` "float" or "base64"; `dimensions` a positive integer; `user` a string. The
+// result needs the "embeddings" capability and is never a stream.
+absl::StatusOr<ChatRequestInfo> ParseEmbeddingsRequest(const boost::json::value& body);
+
 // The request body to send upstream, serialised: `model` replaced by `upstream_model` (kept when
 // that is empty) and, for a stream, `stream_options.include_usage` forced to true so the
 // provider always reports usage. Mutates `body` in place (idempotent; callers reuse it across

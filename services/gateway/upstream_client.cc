@@ -1,19 +1,30 @@
 #include "services/gateway/upstream_client.h"
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "boost/asio/as_tuple.hpp"
+#include "boost/asio/ip/network_v4.hpp"
+#include "boost/asio/ip/network_v6.hpp"
 #include "boost/asio/ssl/error.hpp"
-#include "boost/asio/ssl/host_name_verification.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
 #include "boost/beast/core/tcp_stream.hpp"
+#include "boost/beast/http/empty_body.hpp"
 #include "boost/beast/http/error.hpp"
 #include "boost/beast/http/read.hpp"
 #include "boost/beast/http/write.hpp"
@@ -53,7 +64,229 @@ bool IsHttpParseError(const boost::system::error_code& ec) {
          ec != http::error::end_of_stream && ec != http::error::partial_message;
 }
 
+// host:port with IPv6 literals in brackets, as in a URL authority or a CONNECT target.
+std::string Authority(const std::string& host, const std::string& port) {
+  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
+  return absl::StrCat(host, ":", port);
+}
+
+bool ValidPort(std::string_view port) {
+  uint32_t number = 0;
+  return !port.empty() && port.size() <= 5 &&
+         port.find_first_not_of("0123456789") == std::string_view::npos &&
+         absl::SimpleAtoi(absl::string_view(port.data(), port.size()), &number) && number >= 1 &&
+         number <= 65535;
+}
+
+// Looks a variable up, lower-case name first; empty counts as unset. Returns the name used.
+std::optional<std::pair<std::string, std::string>> LookUp(
+    const std::function<const char*(const char*)>& getenv, const char* lower, const char* upper) {
+  for (const char* name : {lower, upper}) {
+    const char* value = getenv(name);
+    if (value == nullptr) continue;
+    std::string v(absl::StripAsciiWhitespace(value));
+    if (!v.empty()) return std::make_pair(std::string(name), std::move(v));
+  }
+  return std::nullopt;
+}
+
+// Error messages name the variable, never its value: it may carry a password.
+absl::StatusOr<ProxyEndpoint> ParseProxyUrl(const std::string& variable, std::string value) {
+  if (value.find("://") == std::string::npos) value = absl::StrCat("http://", value);
+  auto parsed = boost::urls::parse_uri(value);
+  if (!parsed) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        variable, " is not a valid proxy URL (expected http://[user:password@]host:port)"));
+  }
+  const boost::urls::url_view& url = *parsed;
+  const std::string scheme = absl::AsciiStrToLower(std::string(url.scheme()));
+  if (scheme != "http") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        variable, ": ", scheme, ":// proxies are not supported; use an http:// proxy URL"));
+  }
+  ProxyEndpoint proxy;
+  const std::string encoded_host(url.encoded_host());
+  if (url.host_type() == boost::urls::host_type::ipv6) {
+    proxy.host = encoded_host.substr(1, encoded_host.size() - 2);
+  } else {
+    proxy.host = absl::AsciiStrToLower(std::string(url.host()));
+  }
+  if (proxy.host.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(variable, ": the proxy URL has no host"));
+  }
+  proxy.port = url.has_port() ? std::string(url.port()) : "80";
+  if (!ValidPort(proxy.port)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(variable, ": the proxy URL has an invalid port"));
+  }
+  proxy.port = absl::StrCat(std::stoi(proxy.port));  // "08080" -> "8080"
+  if (url.has_userinfo()) {
+    const std::string credentials =
+        absl::StrCat(std::string(url.user()), ":", std::string(url.password()));
+    proxy.authorization = absl::StrCat("Basic ", absl::Base64Escape(credentials));
+  }
+  proxy.display = absl::StrCat("http://", Authority(proxy.host, proxy.port));
+  return proxy;
+}
+
+absl::StatusOr<NoProxyRule> ParseNoProxyEntry(const std::string& variable, std::string entry) {
+  NoProxyRule rule;
+  if (entry.find('/') != std::string::npos) {
+    boost::system::error_code ec;
+    if (entry.find(':') != std::string::npos) {
+      (void)asio::ip::make_network_v6(entry, ec);
+    } else {
+      (void)asio::ip::make_network_v4(entry, ec);
+    }
+    if (ec) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(variable, ": '", entry, "' is not a valid CIDR block"));
+    }
+    rule.cidr = std::move(entry);
+    return rule;
+  }
+  std::string host = entry;
+  if (!entry.empty() && entry.front() == '[') {  // [v6] or [v6]:port
+    const size_t close = entry.find(']');
+    if (close == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(variable, ": '", entry, "' is malformed"));
+    }
+    host = entry.substr(1, close - 1);
+    std::string_view rest = std::string_view(entry).substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':' || !ValidPort(rest.substr(1))) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(variable, ": '", entry, "' has an invalid port"));
+      }
+      rule.port = std::string(rest.substr(1));
+    }
+  } else if (std::count(entry.begin(), entry.end(), ':') == 1) {  // host:port
+    const size_t colon = entry.find(':');
+    host = entry.substr(0, colon);
+    rule.port = entry.substr(colon + 1);
+    if (!ValidPort(rule.port)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(variable, ": '", entry, "' has an invalid port"));
+    }
+  }  // else a name, an IPv4 literal or a bare IPv6 literal
+  if (!rule.port.empty()) rule.port = absl::StrCat(std::stoi(rule.port));
+  if (absl::StartsWith(host, "*.")) {
+    host.erase(0, 2);
+  } else if (absl::StartsWith(host, ".")) {
+    host.erase(0, 1);
+  }
+  while (!host.empty() && host.back() == '.') host.pop_back();
+  boost::system::error_code ec;
+  const asio::ip::address address = asio::ip::make_address(host, ec);
+  if (!ec) host = address.to_string();  // canonical form, compared as an address
+  if (host.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(variable, ": '", entry, "' has no host"));
+  }
+  rule.host = std::move(host);
+  return rule;
+}
+
+bool InCidr(const asio::ip::address& address, const std::string& cidr) {
+  boost::system::error_code ec;
+  if (address.is_v4()) {
+    if (cidr.find(':') != std::string::npos) return false;
+    const asio::ip::network_v4 network = asio::ip::make_network_v4(cidr, ec);
+    if (ec) return false;
+    const uint32_t mask = network.netmask().to_uint();
+    return (address.to_v4().to_uint() & mask) == (network.address().to_uint() & mask);
+  }
+  if (cidr.find(':') == std::string::npos) return false;
+  const asio::ip::network_v6 network = asio::ip::make_network_v6(cidr, ec);
+  if (ec) return false;
+  const auto a = address.to_v6().to_bytes();
+  const auto n = network.address().to_bytes();
+  unsigned bits = network.prefix_length();
+  for (size_t i = 0; i < a.size() && bits > 0; ++i) {
+    const unsigned take = std::min(bits, 8u);
+    const uint8_t mask = static_cast<uint8_t>(0xff00u >> take);
+    if ((a[i] & mask) != (n[i] & mask)) return false;
+    bits -= take;
+  }
+  return true;
+}
+
 }  // namespace
+
+absl::StatusOr<ProxyConfig> ParseProxyConfig(
+    const std::function<const char*(const char*)>& getenv) {
+  ProxyConfig config;
+  if (auto v = LookUp(getenv, "https_proxy", "HTTPS_PROXY")) {
+    auto proxy = ParseProxyUrl(v->first, std::move(v->second));
+    if (!proxy.ok()) return proxy.status();
+    config.https = std::move(*proxy);
+  }
+  if (auto v = LookUp(getenv, "http_proxy", "HTTP_PROXY")) {
+    auto proxy = ParseProxyUrl(v->first, std::move(v->second));
+    if (!proxy.ok()) return proxy.status();
+    config.http = std::move(*proxy);
+  }
+  if (auto v = LookUp(getenv, "no_proxy", "NO_PROXY")) {
+    for (absl::string_view piece :
+         absl::StrSplit(v->second, absl::ByAnyChar(", \t"), absl::SkipEmpty())) {
+      std::string entry = absl::AsciiStrToLower(piece);
+      if (entry == "*") {
+        config.no_proxy_all = true;
+        continue;
+      }
+      auto rule = ParseNoProxyEntry(v->first, std::move(entry));
+      if (!rule.ok()) return rule.status();
+      config.no_proxy.push_back(std::move(*rule));
+    }
+  }
+  return config;
+}
+
+bool NoProxyMatches(const ProxyConfig& config, std::string_view host_in, std::string_view port) {
+  if (config.no_proxy_all) return true;
+  if (config.no_proxy.empty()) return false;
+  std::string host = absl::AsciiStrToLower(absl::string_view(host_in.data(), host_in.size()));
+  while (!host.empty() && host.back() == '.') host.pop_back();
+  boost::system::error_code ec;
+  const asio::ip::address address = asio::ip::make_address(host, ec);
+  const bool is_ip = !ec;
+  if (is_ip) host = address.to_string();
+  for (const NoProxyRule& rule : config.no_proxy) {
+    if (!rule.port.empty() && rule.port != port) continue;
+    if (!rule.cidr.empty()) {
+      if (is_ip && InCidr(address, rule.cidr)) return true;
+      continue;
+    }
+    if (host == rule.host) return true;
+    // Domain suffix: names only; an address never matches a name rule or part of another one.
+    if (!is_ip && host.size() > rule.host.size() &&
+        absl::EndsWith(host, absl::StrCat(".", rule.host))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+const ProxyEndpoint* ProxyFor(const ProxyConfig& config, const UpstreamTarget& target) {
+  const std::optional<ProxyEndpoint>& proxy = target.tls ? config.https : config.http;
+  if (!proxy.has_value()) return nullptr;
+  if (NoProxyMatches(config, target.host, target.port)) return nullptr;
+  return &*proxy;
+}
+
+std::string NoProxyToString(const ProxyConfig& config) {
+  std::vector<std::string> entries;
+  if (config.no_proxy_all) entries.push_back("*");
+  for (const NoProxyRule& rule : config.no_proxy) {
+    if (!rule.cidr.empty()) {
+      entries.push_back(rule.cidr);
+    } else if (rule.port.empty()) {
+      entries.push_back(rule.host);
+    } else {
+      entries.push_back(Authority(rule.host, rule.port));
+    }
+  }
+  return absl::StrJoin(entries, ",");
+}
 
 // A connection to one upstream: plain TCP or TLS over TCP.
 class UpstreamConnection {
@@ -189,8 +422,20 @@ void UpstreamPool::Close() {
   idle_.clear();
 }
 
+const ProxyEndpoint* UpstreamPool::ProxyOf(const UpstreamTarget& target) const {
+  if (!options_.proxy.enabled()) return nullptr;
+  return ProxyFor(options_.proxy, target);
+}
+
+std::string UpstreamPool::ConnectionKey(const UpstreamTarget& target) const {
+  const ProxyEndpoint* proxy = ProxyOf(target);
+  if (proxy == nullptr) return target.pool_key;
+  return absl::StrCat(target.pool_key, " via ", proxy->display);
+}
+
 std::unique_ptr<UpstreamConnection> UpstreamPool::TakeIdle(const UpstreamTarget& target) {
-  auto it = idle_.find(target.pool_key);
+  auto it =
+      ProxyOf(target) == nullptr ? idle_.find(target.pool_key) : idle_.find(ConnectionKey(target));
   if (it == idle_.end()) return nullptr;
   auto& list = it->second;
   const auto now = std::chrono::steady_clock::now();
@@ -213,95 +458,184 @@ void UpstreamPool::Release(std::unique_ptr<UpstreamConnection> connection) {
 }
 
 asio::awaitable<absl::StatusOr<tcp::resolver::results_type>> UpstreamPool::Resolve(
-    const UpstreamTarget& target, UpstreamErrorKind& kind) {
-  const std::string key = absl::StrCat(target.host, ":", target.port);
+    const std::string& host, const std::string& port, UpstreamFailure& failure) {
+  const std::string key = absl::StrCat(host, ":", port);
   const auto now = std::chrono::steady_clock::now();
   if (auto it = dns_cache_.find(key); it != dns_cache_.end() && it->second.expires > now) {
     co_return it->second.results;
   }
   // Numeric hosts resolve without a lookup; names get a lookup bounded by the connect timeout.
   auto resolver = std::make_shared<tcp::resolver>(ioc_);
-  const auto flags =
-      IsIpAddress(target.host) ? tcp::resolver::numeric_host : tcp::resolver::flags();
+  const auto flags = IsIpAddress(host) ? tcp::resolver::numeric_host : tcp::resolver::flags();
   asio::steady_timer timer(ioc_);
   timer.expires_after(options_.connect_timeout);
   timer.async_wait([resolver](const boost::system::error_code& ec) {
     if (!ec) resolver->cancel();
   });
   auto [ec, results] = co_await resolver->async_resolve(
-      target.host, target.port, flags | tcp::resolver::numeric_service, kUseTuple);
+      host, port, flags | tcp::resolver::numeric_service, kUseTuple);
   const bool timed_out =
       ec == asio::error::operation_aborted && timer.expiry() <= std::chrono::steady_clock::now();
   timer.cancel();
   if (ec || results.empty()) {
-    kind = timed_out ? UpstreamErrorKind::kTimeout : UpstreamErrorKind::kConnect;
     if (timed_out) {
-      co_return absl::DeadlineExceededError(absl::StrCat("resolving ", target.host, " timed out"));
+      failure = {UpstreamErrorKind::kTimeout, "timed out"};
+      co_return absl::DeadlineExceededError(absl::StrCat("resolving ", host, " timed out"));
     }
+    failure = {UpstreamErrorKind::kConnect, "connection failed"};
     co_return absl::UnavailableError(
-        absl::StrCat("cannot resolve ", target.host, ": ", ec ? ec.message() : "no addresses"));
+        absl::StrCat("cannot resolve ", host, ": ", ec ? ec.message() : "no addresses"));
   }
   if (dns_cache_.size() > 1024) dns_cache_.clear();  // bounded: deployments are few
   dns_cache_[key] = DnsEntry{results, now + kDnsTtl};
   co_return results;
 }
 
+namespace {
+
+// Asks `proxy` for a tunnel to `target` over the connected `stream` (RFC 9110 §9.3.6). On
+// success the stream carries raw bytes to the target from here on.
+asio::awaitable<absl::Status> OpenTunnel(beast::tcp_stream& stream, const ProxyEndpoint& proxy,
+                                         const UpstreamTarget& target,
+                                         std::chrono::steady_clock::time_point deadline,
+                                         UpstreamFailure& failure) {
+  const std::string authority = Authority(target.host, target.port);
+  http::request<http::empty_body> connect(http::verb::connect, authority, 11);
+  connect.set(http::field::host, authority);
+  connect.set(http::field::user_agent, "tollgate-gateway/0.1");
+  if (!proxy.authorization.empty()) {
+    connect.set(http::field::proxy_authorization, proxy.authorization);
+  }
+  auto timed_out = [&] {
+    failure = {UpstreamErrorKind::kTimeout, "timed out"};
+    return absl::DeadlineExceededError(
+        absl::StrCat("CONNECT to ", authority, " through proxy ", proxy.display, " timed out"));
+  };
+  stream.expires_at(deadline);
+  auto [wec, written] = co_await http::async_write(stream, connect, kUseTuple);
+  if (wec) {
+    if (wec == beast::error::timeout) co_return timed_out();
+    failure = {UpstreamErrorKind::kConnect, "the proxy connection failed"};
+    co_return absl::UnavailableError(absl::StrCat("sending CONNECT ", authority, " to proxy ",
+                                                  proxy.display, ": ", wec.message()));
+  }
+  // A 2xx answer to CONNECT has no body whatever its headers say; skip() tells the parser so.
+  http::response_parser<http::empty_body> parser;
+  parser.skip(true);
+  parser.header_limit(16 * 1024);
+  beast::flat_buffer buffer;
+  auto [rec, read] = co_await http::async_read_header(stream, buffer, parser, kUseTuple);
+  if (rec) {
+    if (rec == beast::error::timeout) co_return timed_out();
+    failure = {UpstreamErrorKind::kConnect, "the proxy connection failed"};
+    co_return absl::UnavailableError(
+        absl::StrCat("reading the CONNECT response of proxy ", proxy.display, ": ", rec.message()));
+  }
+  const unsigned status = parser.get().result_int();
+  if (status < 200 || status >= 300) {
+    failure = {UpstreamErrorKind::kConnect,
+               absl::StrCat("the proxy refused the tunnel (HTTP ", status, ")")};
+    co_return absl::UnavailableError(absl::StrCat("proxy ", proxy.display, " refused CONNECT ",
+                                                  authority, ": ", status, " ",
+                                                  std::string(parser.get().reason())));
+  }
+  if (buffer.size() != 0) {
+    // Bytes the TLS layer would never see: the tunnel is unusable.
+    failure = {UpstreamErrorKind::kConnect, "the proxy connection failed"};
+    co_return absl::UnavailableError(
+        absl::StrCat("proxy ", proxy.display, " sent unexpected data after its CONNECT response"));
+  }
+  co_return absl::OkStatus();
+}
+
+}  // namespace
+
 asio::awaitable<absl::StatusOr<std::unique_ptr<UpstreamConnection>>> UpstreamPool::Connect(
-    const UpstreamTarget& target, UpstreamErrorKind& kind) {
+    const UpstreamTarget& target, UpstreamFailure& failure) {
   const std::string name = absl::StrCat(target.host, ":", target.port);
   if (target.tls && tls_ == nullptr) {
-    kind = UpstreamErrorKind::kTls;
+    failure = {UpstreamErrorKind::kTls, "TLS is not configured"};
     co_return absl::UnavailableError(absl::StrCat("TLS is not configured (", name, ")"));
   }
-  auto endpoints = co_await Resolve(target, kind);
-  if (!endpoints.ok()) co_return endpoints.status();
+  const ProxyEndpoint* proxy = ProxyOf(target);
+  // The connect timeout covers every step to a usable connection: DNS, TCP, CONNECT, TLS.
+  const auto deadline = std::chrono::steady_clock::now() + options_.connect_timeout;
+  // Not `cond ? co_await a : co_await b`: GCC 12 miscompiles co_await in a conditional
+  // expression (the result is destroyed twice).
+  const std::string& dial_host = proxy == nullptr ? target.host : proxy->host;
+  const std::string& dial_port = proxy == nullptr ? target.port : proxy->port;
+  auto endpoints = co_await Resolve(dial_host, dial_port, failure);
+  if (!endpoints.ok()) {
+    if (proxy == nullptr) co_return endpoints.status();
+    if (failure.kind == UpstreamErrorKind::kConnect) failure.reason = "the proxy connection failed";
+    co_return absl::Status(endpoints.status().code(),
+                           absl::StrCat("proxy ", proxy->display, " (for ", name,
+                                        "): ", std::string(endpoints.status().message())));
+  }
 
-  auto connection =
-      std::make_unique<UpstreamConnection>(ioc_, target.tls ? tls_ : nullptr, target.pool_key);
+  auto connection = std::make_unique<UpstreamConnection>(ioc_, target.tls ? tls_ : nullptr,
+                                                         ConnectionKey(target));
   beast::tcp_stream& stream = connection->tcp();
-  stream.expires_after(options_.connect_timeout);
+  const std::string dialled = proxy == nullptr ? name : absl::StrCat("proxy ", proxy->display);
+  stream.expires_at(deadline);
   auto [ec, endpoint] = co_await stream.async_connect(*endpoints, kUseTuple);
   if (ec) {
     if (ec == beast::error::timeout) {
-      kind = UpstreamErrorKind::kTimeout;
+      failure = {UpstreamErrorKind::kTimeout, "timed out"};
       co_return absl::DeadlineExceededError(absl::StrCat(
-          "connecting to ", name, " timed out after ", options_.connect_timeout.count(), " ms"));
+          "connecting to ", dialled, " timed out after ", options_.connect_timeout.count(), " ms"));
     }
-    kind = UpstreamErrorKind::kConnect;
-    co_return absl::UnavailableError(absl::StrCat("connecting to ", name, ": ", ec.message()));
+    failure = {UpstreamErrorKind::kConnect,
+               proxy == nullptr ? "connection failed" : "the proxy connection failed"};
+    co_return absl::UnavailableError(absl::StrCat("connecting to ", dialled, ": ", ec.message()));
   }
   boost::system::error_code ignored;
   stream.socket().set_option(tcp::no_delay(true), ignored);
 
+  // Plain http through a proxy needs no tunnel: requests go to the proxy in absolute form.
+  if (proxy != nullptr && target.tls) {
+    absl::Status tunnel = co_await OpenTunnel(stream, *proxy, target, deadline, failure);
+    if (!tunnel.ok()) co_return tunnel;
+  }
+
   if (target.tls) {
     auto& ssl = connection->ssl();
-    // SNI carries host names only, never IP literals (RFC 6066).
-    if (!IsIpAddress(target.host) &&
-        SSL_set_tlsext_host_name(ssl.native_handle(), target.host.c_str()) != 1) {
-      kind = UpstreamErrorKind::kTls;
-      co_return absl::UnavailableError(absl::StrCat("cannot set SNI for ", target.host));
+    SSL* native = ssl.native_handle();
+    // The peer is verified against the real upstream host (never the proxy): SNI carries host
+    // names only (RFC 6066), and OpenSSL checks the certificate's names or IP addresses.
+    bool set_up = true;
+    if (IsIpAddress(target.host)) {
+      set_up = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(native), target.host.c_str()) == 1;
+    } else {
+      SSL_set_hostflags(native, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      set_up = SSL_set_tlsext_host_name(native, target.host.c_str()) == 1 &&
+               SSL_set1_host(native, target.host.c_str()) == 1;
     }
     boost::system::error_code verify_ec;
-    ssl.set_verify_mode(asio::ssl::verify_peer, verify_ec);
-    if (!verify_ec) {
-      ssl.set_verify_callback(asio::ssl::host_name_verification(target.host), verify_ec);
+    if (set_up) ssl.set_verify_mode(asio::ssl::verify_peer, verify_ec);
+    if (!set_up || verify_ec) {
+      failure = {UpstreamErrorKind::kTls, "TLS handshake failed"};
+      co_return absl::UnavailableError(absl::StrCat("cannot set up TLS verification for ", name));
     }
-    if (verify_ec) {
-      kind = UpstreamErrorKind::kTls;
-      co_return absl::UnavailableError(
-          absl::StrCat("cannot set up TLS verification for ", name, ": ", verify_ec.message()));
-    }
-    stream.expires_after(options_.connect_timeout);
+    stream.expires_at(deadline);
     auto [hec] = co_await ssl.async_handshake(asio::ssl::stream_base::client, kUseTuple);
     if (hec) {
+      const std::string via =
+          proxy == nullptr ? "" : absl::StrCat(" (through proxy ", proxy->display, ")");
       if (hec == beast::error::timeout) {
-        kind = UpstreamErrorKind::kTimeout;
+        failure = {UpstreamErrorKind::kTimeout, "timed out"};
         co_return absl::DeadlineExceededError(
-            absl::StrCat("TLS handshake with ", name, " timed out"));
+            absl::StrCat("TLS handshake with ", name, via, " timed out"));
       }
-      kind = UpstreamErrorKind::kTls;
+      if (const long verify = SSL_get_verify_result(native); verify != X509_V_OK) {
+        failure = {UpstreamErrorKind::kTls, "TLS certificate verification failed"};
+        co_return absl::UnavailableError(absl::StrCat("TLS certificate verification failed for ",
+                                                      name, via, ": ",
+                                                      X509_verify_cert_error_string(verify)));
+      }
+      failure = {UpstreamErrorKind::kTls, "TLS handshake failed"};
       co_return absl::UnavailableError(
-          absl::StrCat("TLS handshake with ", name, " failed: ", hec.message()));
+          absl::StrCat("TLS handshake with ", name, via, " failed: ", hec.message()));
     }
   }
   co_return connection;
@@ -314,9 +648,26 @@ UpstreamExchange::UpstreamExchange(UpstreamPool& pool) : pool_(pool) {}
 
 UpstreamExchange::~UpstreamExchange() = default;
 
-absl::Status UpstreamExchange::Fail(UpstreamErrorKind kind, absl::Status status) {
+absl::Status UpstreamExchange::Fail(UpstreamErrorKind kind, absl::Status status,
+                                    std::string reason) {
   failed_ = true;
   error_kind_ = kind;
+  if (reason.empty()) {
+    switch (kind) {
+      case UpstreamErrorKind::kTimeout:
+        reason = "timed out";
+        break;
+      case UpstreamErrorKind::kProtocol:
+        reason = "the upstream response was malformed";
+        break;
+      case UpstreamErrorKind::kTooLarge:
+        reason = "the upstream response was too large";
+        break;
+      default:
+        reason = "connection failed";
+    }
+  }
+  failure_reason_ = std::move(reason);
   return status;
 }
 
@@ -330,6 +681,26 @@ asio::awaitable<absl::Status> UpstreamExchange::Start(const UpstreamTarget& targ
                                                       Request& request) {
   target_name_ = absl::StrCat(target.host, ":", target.port);
   const UpstreamOptions& options = pool_.options();
+  // Plain http through HTTP_PROXY: absolute-form target and the proxy's credentials, for this
+  // call only (the caller's request is restored on every way out).
+  struct RestoreRequest {
+    Request& request;
+    std::string target;
+    bool active = false;
+    ~RestoreRequest() {
+      if (!active) return;
+      request.target(target);
+      request.erase(http::field::proxy_authorization);
+    }
+  } restore{request, {}};
+  if (const ProxyEndpoint* proxy = target.tls ? nullptr : pool_.ProxyOf(target)) {
+    restore.target = std::string(request.target());
+    restore.active = true;
+    request.target(absl::StrCat("http://", target.host_header, restore.target));
+    if (!proxy->authorization.empty()) {
+      request.set(http::field::proxy_authorization, proxy->authorization);
+    }
+  }
   for (int round = 0;; ++round) {
     connection_.reset();
     parser_.reset();
@@ -339,9 +710,11 @@ asio::awaitable<absl::Status> UpstreamExchange::Start(const UpstreamTarget& targ
       reused_ = connection_ != nullptr;
     }
     if (connection_ == nullptr) {
-      UpstreamErrorKind kind = UpstreamErrorKind::kNone;
-      auto connected = co_await pool_.Connect(target, kind);
-      if (!connected.ok()) co_return Fail(kind, connected.status());
+      UpstreamFailure failure;
+      auto connected = co_await pool_.Connect(target, failure);
+      if (!connected.ok()) {
+        co_return Fail(failure.kind, connected.status(), std::move(failure.reason));
+      }
       connection_ = std::move(*connected);
     }
 

@@ -328,6 +328,88 @@ TEST(Spend, TotalsEqualWhatClientsReceived) {
   EXPECT_EQ(row.at("cost_usd").as_string(), FormatPicoUsd(cost)) << ctl.output;
 }
 
+// POST /v1/embeddings, OpenAI and Gemini upstreams: OpenAI-shaped answers, usage recorded (the
+// Gemini API reports none, so the gateway's estimate is recorded and flagged estimated).
+TEST(Embeddings, OpenAiAndGeminiUpstreamsAreServedAndRecorded) {
+  const std::string body =
+      R"({"model":"text-embedding-3-small","input":["the quick brown fox","jumps"],"dimensions":4})";
+  auto r = HttpCall(g_suite->gateway_port(), "POST", "/v1/embeddings", body,
+                    Auth(Suite::kAlphaKey, "embed"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->status, 200) << r->body << g_suite->Logs();
+  json::value v = json::parse(r->body);
+  ASSERT_EQ(v.at("data").as_array().size(), 2u);
+  EXPECT_EQ(v.at("data").at(1).at("index").to_number<int64_t>(), 1);
+  EXPECT_EQ(v.at("data").at(0).at("embedding").as_array().size(), 4u);
+  const int64_t prompt = v.at("usage").at("prompt_tokens").to_number<int64_t>();
+  ASSERT_GT(prompt, 0);
+  // text-embedding-3-small: $0.02 per million input tokens = 20,000 pico-dollars per token.
+  const std::string want =
+      absl::StrCat("/v1/embeddings|mock-text-embedding-3-small|", prompt, "|0|f|",
+                   FormatPicoUsd(prompt * 20'000));
+  EXPECT_EQ(WaitForSql(absl::StrCat("SELECT endpoint, served_deployment, input_tokens, "
+                                    "output_tokens, usage_estimated, cost_usd FROM usage_events WHERE "
+                                    "request_id = '",
+                                    r->header("x-tollgate-request-id"), "'"),
+                       want),
+            want);
+
+  auto g = HttpCall(g_suite->gateway_port(), "POST", "/v1/embeddings",
+                    R"({"model":"gemini-embedding-001","input":"hello world"})",
+                    Auth(Suite::kAlphaKey, "embed"));
+  ASSERT_TRUE(g.ok()) << g.status();
+  ASSERT_EQ(g->status, 200) << g->body << g_suite->Logs();
+  json::value gv = json::parse(g->body);
+  EXPECT_EQ(gv.at("object").as_string(), "list");
+  EXPECT_EQ(gv.at("data").at(0).at("object").as_string(), "embedding");
+  EXPECT_EQ(WaitForSql(absl::StrCat("SELECT served_deployment, usage_estimated, input_tokens > 0 FROM "
+                                    "usage_events WHERE request_id = '",
+                                    g->header("x-tollgate-request-id"), "'"),
+                       "mock-gemini-embedding-001|t|t"),
+            "mock-gemini-embedding-001|t|t");
+
+  // A chat model cannot serve embeddings, and bad input names the field.
+  auto chat_model = HttpCall(g_suite->gateway_port(), "POST", "/v1/embeddings",
+                             R"({"model":"gpt-4o-mini","input":"x"})", Auth(Suite::kAlphaKey));
+  ASSERT_TRUE(chat_model.ok());
+  ExpectOpenAiError(*chat_model, 400);
+  auto bad = HttpCall(g_suite->gateway_port(), "POST", "/v1/embeddings",
+                      R"({"model":"text-embedding-3-small","input":[]})", Auth(Suite::kAlphaKey));
+  ASSERT_TRUE(bad.ok());
+  ExpectOpenAiError(*bad, 400);
+  EXPECT_EQ(json::parse(bad->body).at("error").at("param").as_string(), "input");
+}
+
+// A parameter a dialect cannot honour is a 400 naming it (never silently dropped), and the
+// Anthropic ingress answers in Anthropic's error shape, with x-api-key accepted.
+TEST(Dialects, UnsupportedParametersAndMessagesErrors) {
+  auto r = Post(R"({"model":"claude-sonnet-4","messages":[{"role":"user","content":"hi"}],
+                    "logprobs":true})",
+                Auth(Suite::kAlphaKey));
+  ExpectOpenAiError(r, 400, "unsupported_parameter");
+  EXPECT_EQ(json::parse(r.body).at("error").at("param").as_string(), "logprobs");
+  EXPECT_NE(r.body.find("anthropic"), std::string::npos) << r.body;
+
+  auto bad_key = HttpCall(g_suite->gateway_port(), "POST", "/v1/messages",
+                          R"({"model":"claude-sonnet-4","max_tokens":10,
+                              "messages":[{"role":"user","content":"hi"}]})",
+                          {{"x-api-key", "nope"}, {"anthropic-version", "2023-06-01"}});
+  ASSERT_TRUE(bad_key.ok());
+  EXPECT_EQ(bad_key->status, 401);
+  json::value e = json::parse(bad_key->body);
+  EXPECT_EQ(e.at("type").as_string(), "error");
+  EXPECT_EQ(e.at("error").at("type").as_string(), "authentication_error");
+
+  auto missing = HttpCall(g_suite->gateway_port(), "POST", "/v1/messages",
+                          R"({"model":"claude-sonnet-4","messages":[{"role":"user","content":"hi"}]})",
+                          {{"x-api-key", Suite::kAlphaKey}, {"anthropic-version", "2023-06-01"}});
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(missing->status, 400);
+  EXPECT_EQ(json::parse(missing->body).at("error").at("type").as_string(),
+            "invalid_request_error");
+  EXPECT_NE(missing->body.find("max_tokens"), std::string::npos) << missing->body;
+}
+
 TEST(Tollgatectl, CatalogListsModelsAndPrices) {
   CommandResult ctl = g_suite->Ctl({"catalog"});
   ASSERT_EQ(ctl.exit_code, 0) << ctl.output;

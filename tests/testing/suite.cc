@@ -17,6 +17,16 @@ providers:
   - name: dead
     dialect: openai
     base_url: http://127.0.0.1:$DEAD/v1
+  - name: mock-anthropic
+    dialect: anthropic
+    base_url: http://127.0.0.1:$MOCK/v1
+  - name: mock-gemini
+    dialect: gemini
+    base_url: http://127.0.0.1:$MOCK/v1beta
+  - name: mock-azure
+    dialect: azure_openai
+    base_url: http://127.0.0.1:$MOCK
+    options: {api_version: "2024-10-21"}
 deployments:
   - id: mock-gpt-4o-mini
     provider: mock
@@ -35,7 +45,53 @@ deployments:
     upstream_model: gpt-4o-mini
     region: local
     prices: {input: "0.15", cached_input: "0.075", output: "0.60"}
+  - id: mock-claude-sonnet-4
+    provider: mock-anthropic
+    upstream_model: claude-sonnet-4-20250514
+    region: local
+    prices: {input: "3.00", cached_input: "0.30", cache_write_5m: "3.75", cache_write_1h: "6.00",
+             output: "15.00"}
+    capabilities: [chat, stream, tools, vision, json, json_schema]
+  - id: mock-gemini-2.5-flash
+    provider: mock-gemini
+    upstream_model: gemini-2.5-flash
+    region: local
+    prices: {input: "0.30", cached_input: "0.03", output: "2.50"}
+    capabilities: [chat, stream, tools, vision, json, json_schema]
+  - id: mock-azure-gpt-4o
+    provider: mock-azure
+    upstream_model: gpt-4o
+    region: local
+    prices: {input: "2.50", cached_input: "1.25", output: "10.00"}
+    capabilities: [chat, stream, tools, json, json_schema]
+  - id: mock-gemini-embedding-001
+    provider: mock-gemini
+    upstream_model: gemini-embedding-001
+    region: local
+    prices: {input: "0.15", output: "0"}
+    capabilities: [embeddings]
+  - id: mock-text-embedding-3-small
+    provider: mock
+    upstream_model: text-embedding-3-small
+    region: local
+    prices: {input: "0.02", output: "0"}
+    capabilities: [embeddings]
 models:
+  - name: claude-sonnet-4
+    owned_by: anthropic
+    deployments: [mock-claude-sonnet-4]
+  - name: gemini-2.5-flash
+    owned_by: google
+    deployments: [mock-gemini-2.5-flash]
+  - name: azure-gpt-4o
+    owned_by: openai
+    deployments: [mock-azure-gpt-4o]
+  - name: text-embedding-3-small
+    owned_by: openai
+    deployments: [mock-text-embedding-3-small]
+  - name: gemini-embedding-001
+    owned_by: google
+    deployments: [mock-gemini-embedding-001]
   - name: gpt-4o-mini
     aliases: [mini]
     owned_by: openai
@@ -135,7 +191,11 @@ absl::Status Suite::StartGateway() {
   const std::string name =
       gateway_restarts_ == 0 ? std::string("gateway") : absl::StrCat("gateway.", gateway_restarts_);
   ++gateway_restarts_;
-  return StartProcess(gateway_, name, gateway, gateway_port_);
+  // Loopback upstreams are reached directly even where the environment sets a proxy.
+  std::map<std::string, std::string> env = options_.gateway_env;
+  env.emplace("no_proxy", "127.0.0.1,localhost,::1");
+  env.emplace("NO_PROXY", "127.0.0.1,localhost,::1");
+  return StartProcess(gateway_, name, gateway, gateway_port_, env);
 }
 
 void Suite::KillGateway() {
@@ -147,8 +207,9 @@ void Suite::StopGateway() {
 }
 
 absl::Status Suite::StartProcess(std::unique_ptr<Process>& slot, const std::string& name,
-                                 std::vector<std::string> argv, int wait_port) {
-  auto p = Process::Start(argv, dir() + "/" + name + ".log");
+                                 std::vector<std::string> argv, int wait_port,
+                                 const std::map<std::string, std::string>& env) {
+  auto p = Process::Start(argv, dir() + "/" + name + ".log", env);
   if (!p.ok()) return p.status();
   slot = std::move(*p);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -177,6 +238,10 @@ void Suite::KillLedger() {
 
 void Suite::KillRouter() {
   if (router_) router_->Kill();
+}
+
+void Suite::KillMock() {
+  if (mock_) mock_->Kill();
 }
 
 std::string Suite::router_address() const { return absl::StrCat("127.0.0.1:", router_port_); }

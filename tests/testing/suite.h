@@ -31,6 +31,9 @@ struct SuiteOptions {
   // the dead port, and each key of catalog_vars by its value. Empty: the default catalog.
   std::string catalog_template;
   std::map<std::string, std::string> catalog_vars;
+  // Environment variables added to the gateway process's (inherited) environment, e.g.
+  // HTTPS_PROXY / NO_PROXY or a provider key; kept across gateway restarts.
+  std::map<std::string, std::string> gateway_env;
 };
 
 class Suite {
@@ -65,6 +68,9 @@ class Suite {
   absl::Status StartGateway();
   std::string spool_dir() const { return dir() + "/spool"; }
 
+  // SIGKILL of the mock provider, for provider-outage tests.
+  void KillMock();
+
   // Router lifecycle, for router-unavailability tests.
   void KillRouter();
   std::string router_address() const;
@@ -83,7 +89,8 @@ class Suite {
   Suite() = default;
   absl::Status Boot(const SuiteOptions& options);
   absl::Status StartProcess(std::unique_ptr<Process>& slot, const std::string& name,
-                            std::vector<std::string> argv, int wait_port);
+                            std::vector<std::string> argv, int wait_port,
+                            const std::map<std::string, std::string>& env = {});
 
   TempDir dir_;
   std::unique_ptr<PostgresServer> pg_;

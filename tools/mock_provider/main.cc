@@ -29,11 +29,17 @@ ABSL_FLAG(std::string, require_key, "",
           "provider's auth error: OpenAI 'Authorization: Bearer', Azure 'api-key', Anthropic "
           "'x-api-key', Gemini 'x-goog-api-key' or ?key=.");
 ABSL_FLAG(std::string, log_level, "warn", "Minimum log level: trace|debug|info|warn|error.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain (leaf first). With --tls_key_file, the mock serves HTTPS only "
+          "(TLS 1.2+) on --listen; without both, plain HTTP. For TLS tests of the gateway.");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "PEM private key (unencrypted) of --tls_cert_file; both or neither must be set.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Mock LLM provider speaking the OpenAI, Azure OpenAI, Anthropic and Gemini dialects.\n"
       "  tollgate-mock-provider --listen=127.0.0.1:9090 [--threads=2] [--ttft_ms=N] ...\n"
+      "  [--tls_cert_file=cert.pem --tls_key_file=key.pem]   (HTTPS instead of HTTP)\n"
       "Routes: POST /v1/chat/completions, /openai/deployments/{d}/chat/completions?api-version=,\n"
       "/openai/v1/chat/completions, /v1/messages, /v1beta/models/{m}:generateContent,\n"
       "/v1beta/models/{m}:streamGenerateContent?alt=sse.\n"
@@ -58,8 +64,16 @@ int main(int argc, char** argv) {
   signals.async_wait([](const boost::system::error_code&, int) {});
 
   const std::string listen = absl::GetFlag(FLAGS_listen);
+  tollgate::tools::mock::MockTlsFiles tls;
+  tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    std::fprintf(stderr,
+                 "tollgate-mock-provider: --tls_cert_file and --tls_key_file go together\n");
+    return 1;
+  }
   auto server =
-      tollgate::tools::mock::MockServer::Start(listen, absl::GetFlag(FLAGS_threads), options);
+      tollgate::tools::mock::MockServer::Start(listen, absl::GetFlag(FLAGS_threads), options, tls);
   if (!server.ok()) {
     std::fprintf(stderr, "tollgate-mock-provider: %s\n",
                  std::string(server.status().message()).c_str());
@@ -67,6 +81,7 @@ int main(int argc, char** argv) {
   }
   tollgate::LogInfo("listening", {{"listen", listen},
                                   {"port", absl::StrCat((*server)->port())},
+                                  {"scheme", tls.cert_file.empty() ? "http" : "https"},
                                   {"threads", absl::StrCat(absl::GetFlag(FLAGS_threads))}});
   main_context.run();  // returns once the signal handler has run
   tollgate::LogInfo("stopping");

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "boost/beast/http/status.hpp"
+#include "services/common/status.h"
 #include "tools/mock_provider/anthropic_dialect.h"
 #include "tools/mock_provider/gemini_dialect.h"
 #include "tools/mock_provider/openai_dialect.h"
@@ -65,6 +66,59 @@ std::string_view Path(std::string_view target) {
   return q == std::string_view::npos ? target : target.substr(0, q);
 }
 
+// Applies the request's x-mock-<key> headers.
+absl::Status HeaderDirectives(const MockHandler::Request& request, Directives& d) {
+  for (const auto& field : request) {
+    const std::string_view name = field.name_string();
+    constexpr std::string_view kPrefix = "x-mock-";
+    if (name.size() <= kPrefix.size() ||
+        !std::equal(kPrefix.begin(), kPrefix.end(), name.begin(),
+                    [](char a, char b) { return a == std::tolower(b); })) {
+      continue;
+    }
+    TOLLGATE_RETURN_IF_ERROR(ApplyDirective(name.substr(kPrefix.size()), field.value(), d));
+  }
+  return absl::OkStatus();
+}
+
+// A non-stream response cut after the headers (with the full content-length) and half the body.
+ResponsePlan HalfBodyResponse(std::string_view body, bool keep_alive,
+                              std::string_view extra_headers, int64_t delay_ms,
+                              std::string_view content_type) {
+  ResponsePlan plan;
+  AppendHead(plan.bytes, 200, keep_alive, content_type, static_cast<int64_t>(body.size()), false,
+             extra_headers);
+  plan.bytes.append(body, 0, body.size() / 2);
+  plan.steps.push_back({delay_ms, plan.bytes.size()});
+  plan.close = true;
+  return plan;
+}
+
+// The dialect's access checks (API key; Azure's api-version) for an embeddings request, which
+// must be exactly those of its chat route: the dialect's Parse of a minimal valid chat request
+// with the same headers and query, sent to `chat_path`. Dialects expose their checks only through
+// Parse, so this runs them rather than copying them. nullopt when access is granted.
+std::optional<Reply> CheckEmbeddingsAccess(const Dialect& dialect, const Call& call,
+                                           std::string_view chat_path) {
+  HttpRequest probe(call.request.base());
+  probe.body() = dialect.id() == DialectId::kGemini
+                     ? R"({"contents":[{"parts":[{"text":"access"}]}]})"
+                     : R"({"model":"access","messages":[{"role":"user","content":"access"}]})";
+  const Call probe_call{probe, chat_path, call.query, call.seq, call.require_key};
+  ChatRequest ignored;
+  return dialect.Parse(probe_call, ignored);
+}
+
+// A request-validation error in the dialect's framing: the headers and content type of its 400,
+// with `body`.
+Reply ValidationReply(const Dialect& dialect, const Call& call, std::string_view model, int status,
+                      std::string body) {
+  Reply reply = dialect.Error(call, 400, model, 0, 0);
+  reply.status = status;
+  reply.body = std::move(body);
+  return reply;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -101,6 +155,11 @@ ResponsePlan MockHandler::Handle(const Request& request) {
   const http::verb method = request.method();
 
   if (method == http::verb::post) {
+    if (const std::optional<EmbeddingsRoute> route = MatchEmbeddingsRoute(path)) {
+      const Call call{request, path, Query(target),
+                      seq_.fetch_add(1, std::memory_order_relaxed) + 1, options_.require_key};
+      return GenerateEmbeddings(*route, call);
+    }
     for (const auto& dialect : dialects_) {
       if (!dialect->Matches(path)) continue;
       const Call call{request, path, Query(target),
@@ -147,16 +206,8 @@ ResponsePlan MockHandler::Generate(const Dialect& dialect, const Call& call) {
   if (auto e = dialect.Parse(call, chat)) return fail(*e, 0);
 
   Directives d;
-  for (const auto& field : call.request) {
-    const std::string_view name = field.name_string();
-    constexpr std::string_view kPrefix = "x-mock-";
-    if (name.size() <= kPrefix.size() ||
-        !std::equal(kPrefix.begin(), kPrefix.end(), name.begin(),
-                    [](char a, char b) { return a == std::tolower(b); })) {
-      continue;
-    }
-    absl::Status st = ApplyDirective(name.substr(kPrefix.size()), field.value(), d);
-    if (!st.ok()) return fail(dialect.InvalidDirective(call, ToStd(st.message())), 0);
+  if (absl::Status st = HeaderDirectives(call.request, d); !st.ok()) {
+    return fail(dialect.InvalidDirective(call, ToStd(st.message())), 0);
   }
   if (absl::Status st = ParseDirectives(chat.last_user_text, d); !st.ok()) {
     return fail(dialect.InvalidDirective(call, ToStd(st.message())), 0);
@@ -165,11 +216,7 @@ ResponsePlan MockHandler::Generate(const Dialect& dialect, const Call& call) {
 
   const int64_t stall_ms = d.stall_ms.value_or(0);
   const int64_t latency_ms = d.latency_ms.value_or(options_.latency_ms);
-  int status = d.status.value_or(200);
-  if (d.fail_first.has_value()) {
-    if (status == 200) status = 500;
-    if (!FailFirst(d.key.value_or(""), *d.fail_first)) status = 200;
-  }
+  const int status = DirectedStatus(d);
   if (status != 200) {
     return fail(
         dialect.Error(call, status, chat.model, d.retry_after.value_or(0), stall_ms + latency_ms),
@@ -208,13 +255,8 @@ ResponsePlan MockHandler::Generate(const Dialect& dialect, const Call& call) {
       return JsonResponse(200, body, keep_alive, headers, stall_ms + latency_ms,
                           dialect.ContentType());
     }
-    ResponsePlan plan;
-    AppendHead(plan.bytes, 200, keep_alive, dialect.ContentType(),
-               static_cast<int64_t>(body.size()), false, headers);
-    plan.bytes.append(body, 0, body.size() / 2);
-    plan.steps.push_back({stall_ms + latency_ms, plan.bytes.size()});
-    plan.close = true;
-    return plan;
+    return HalfBodyResponse(body, keep_alive, headers, stall_ms + latency_ms,
+                            dialect.ContentType());
   }
 
   // Streams: one step per delay; events without a delay between them share a write.
@@ -263,6 +305,66 @@ ResponsePlan MockHandler::Generate(const Dialect& dialect, const Call& call) {
   if (!disconnect && chunked) plan.bytes += "0\r\n\r\n"sv;
   plan.steps.back().end = plan.bytes.size();
   return plan;
+}
+
+ResponsePlan MockHandler::GenerateEmbeddings(const EmbeddingsRoute& route, const Call& call) {
+  const DialectId id = route.dialect;
+  const Dialect& dialect = *dialects_[static_cast<size_t>(id)];
+  stats_.CountRequest(id);
+  stats_.CountEmbeddingRequest(id);
+  const bool keep_alive = KeepAlive(call.request);
+  auto fail = [&](const Reply& reply, int64_t delay_ms) {
+    stats_.CountStatus(id, reply.status);
+    return ReplyResponse(reply, keep_alive, delay_ms);
+  };
+
+  if (auto denied = CheckEmbeddingsAccess(dialect, call, route.chat_path)) return fail(*denied, 0);
+  EmbeddingsRequest request;
+  if (route.api == EmbeddingsApi::kOpenAi) {
+    if (auto e = ParseOpenAiEmbeddingsRequest(call.request.body(), request, route.model)) {
+      return fail(ValidationReply(dialect, call, route.model, e->status, RenderErrorJson(*e)), 0);
+    }
+  } else if (auto e = ParseGeminiEmbedRequest(call.request.body(), route.model,
+                                              route.api == EmbeddingsApi::kGeminiBatch, request)) {
+    return fail(ValidationReply(dialect, call, route.model, e->status, RenderGeminiErrorJson(*e)),
+                0);
+  }
+
+  Directives d;
+  absl::Status st = HeaderDirectives(call.request, d);
+  if (st.ok()) st = ParseEmbeddingDirectives(request, d);
+  if (!st.ok()) return fail(dialect.InvalidDirective(call, ToStd(st.message())), 0);
+
+  const int64_t delay_ms = d.stall_ms.value_or(0) + d.latency_ms.value_or(options_.latency_ms);
+  if (const int status = DirectedStatus(d); status != 200) {
+    return fail(dialect.Error(call, status, request.model, d.retry_after.value_or(0), delay_ms),
+                delay_ms);
+  }
+
+  ChatRequest summary;  // what SuccessHeaders reads: the model and the input tokens
+  summary.model = request.model;
+  summary.prompt_tokens = EmbeddingsTokens(request);
+  const std::string body =
+      route.api == EmbeddingsApi::kOpenAi
+          ? RenderOpenAiEmbeddingsJson(request)
+          : RenderGeminiEmbeddingsJson(request, route.api == EmbeddingsApi::kGeminiBatch);
+  const std::string headers = dialect.SuccessHeaders(call, summary, delay_ms);
+  stats_.CountStatus(id, 200);
+  if (d.disconnect_after.has_value()) {
+    stats_.CountDisconnect(id);
+    return HalfBodyResponse(body, keep_alive, headers, delay_ms, dialect.ContentType());
+  }
+  stats_.CountEmbeddingUsage(id, summary.prompt_tokens);
+  return JsonResponse(200, body, keep_alive, headers, delay_ms, dialect.ContentType());
+}
+
+int MockHandler::DirectedStatus(const Directives& d) {
+  int status = d.status.value_or(200);
+  if (d.fail_first.has_value()) {
+    if (status == 200) status = 500;
+    if (!FailFirst(d.key.value_or(""), *d.fail_first)) status = 200;
+  }
+  return status;
 }
 
 bool MockHandler::FailFirst(const std::string& key, int64_t k) {

@@ -15,6 +15,11 @@
 //   POST /v1/messages                                Anthropic         (anthropic_dialect.h)
 //   POST /v1beta/models/{model}:generateContent      Gemini            (gemini_dialect.h)
 //   POST /v1beta/models/{model}:streamGenerateContent?alt=sse
+//   POST /v1/embeddings                              OpenAI embeddings  (embeddings.h)
+//   POST /openai/deployments/{d}/embeddings?api-version=...            Azure OpenAI
+//   POST /openai/v1/embeddings                       Azure OpenAI (v1)
+//   POST /v1beta/models/{model}:embedContent         Gemini
+//   POST /v1beta/models/{model}:batchEmbedContents   Gemini
 //   GET  /v1/models[/<id>]          OpenAI's list, or Anthropic's when anthropic-version is sent
 //   GET  /v1beta/models[/<model>]   Gemini's list
 //   GET  /_mock/stats               counters since start or the last reset (mock_stats.h)
@@ -53,6 +58,14 @@
 //                        content-length) and half the body, then close. Such responses count as
 //                        "disconnects" and their usage is not counted.
 //
+// Embeddings routes: the dialect's own access checks (API key, Azure api-version) come first,
+// exactly as on its chat route; then embeddings.h validates the body. Directives come from the
+// x-mock-* headers, then from the [[mock: ...]] blocks of the text inputs in input order.
+// status=, retry_after=, fail_first=/key=, stall_ms=, latency_ms= and disconnect_after= (half
+// the body, then close) work as for a non-stream generation; the others are accepted and
+// ignored. Counted in requests, by_status and embedding_requests; a successful response's input
+// tokens go to prompt_tokens and embedding_tokens (mock_stats.h).
+//
 // Thread-safe: Handle may be called from any number of threads at once.
 
 #include <array>
@@ -66,6 +79,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "tools/mock_provider/dialect.h"
+#include "tools/mock_provider/embeddings.h"
 #include "tools/mock_provider/mock_logic.h"
 #include "tools/mock_provider/mock_stats.h"
 
@@ -111,6 +125,10 @@ class MockHandler {
 
  private:
   ResponsePlan Generate(const Dialect& dialect, const Call& call);
+  ResponsePlan GenerateEmbeddings(const EmbeddingsRoute& route, const Call& call);
+  // The status the status= and fail_first= directives ask for (200: none); counts one request
+  // for fail_first's key.
+  int DirectedStatus(const Directives& d);
   // True when this request must fail: counts one request for `key`.
   bool FailFirst(const std::string& key, int64_t k);
   void Reset();

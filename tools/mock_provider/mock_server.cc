@@ -4,6 +4,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -13,6 +14,8 @@
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/ssl/context.hpp"
+#include "boost/asio/ssl/error.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/write.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
@@ -20,6 +23,7 @@
 #include "boost/beast/core/tcp_stream.hpp"
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/read.hpp"
+#include "boost/beast/ssl/ssl_stream.hpp"
 #include "services/common/logging.h"
 #include "tools/mock_provider/openai_dialect.h"
 
@@ -33,38 +37,70 @@ namespace {
 
 constexpr auto kReadTimeout = std::chrono::seconds(120);
 constexpr auto kWriteTimeout = std::chrono::seconds(60);
+constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
+constexpr auto kTlsShutdownTimeout = std::chrono::seconds(2);
+
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
 // One connection: read a request, execute its ResponsePlan, repeat. All its handlers run on the
-// worker that owns its socket, one at a time, so it needs no locking.
-class Session : public std::enable_shared_from_this<Session> {
+// worker that owns its socket, one at a time, so it needs no locking. `Stream` is
+// beast::tcp_stream (plain HTTP, the default and the fast path) or TlsStream (--tls_cert_file),
+// which first completes a server handshake.
+template <typename Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(tcp::socket socket, MockHandler& handler)
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
+  Session(tcp::socket socket, MockHandler& handler) requires(!kTls)
       : stream_(std::move(socket)), timer_(stream_.get_executor()), handler_(handler) {}
+  Session(tcp::socket socket, net::ssl::context& tls, MockHandler& handler) requires(kTls)
+      : stream_(std::move(socket), tls), timer_(stream_.get_executor()), handler_(handler) {}
 
   void Start() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->DoRead(); });
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (kTls) {
+        self->Handshake();
+      } else {
+        self->DoRead();
+      }
+    });
   }
 
  private:
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+  void Handshake() {
+    lowest().expires_after(kHandshakeTimeout);
+    stream_.async_handshake(net::ssl::stream_base::server,
+                            [self = this->shared_from_this()](beast::error_code ec) {
+                              if (ec) {
+                                LogDebug("TLS handshake failed", {{"error", ec.message()}});
+                                return self->Close(/*graceful=*/false);
+                              }
+                              self->DoRead();
+                            });
+  }
+
   void DoRead() {
     parser_.emplace();
     parser_->body_limit(kMockBodyLimit);
     parser_->header_limit(64 * 1024);
-    stream_.expires_after(kReadTimeout);
-    http::async_read_header(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnReadHeader(ec); });
+    lowest().expires_after(kReadTimeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                              self->OnReadHeader(ec);
+                            });
   }
 
   void OnReadHeader(beast::error_code ec) {
-    if (ec) return Close();
+    if (ec) return Close(/*graceful=*/false);
     const auto& req = parser_->get();
     if (beast::iequals(req[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      stream_.expires_after(kWriteTimeout);
+      lowest().expires_after(kWriteTimeout);
       net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
-                       [self = shared_from_this()](beast::error_code ec, size_t) {
-                         if (ec) return self->Close();
+                       [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                         if (ec) return self->Close(/*graceful=*/false);
                          self->ReadBody();
                        });
       return;
@@ -73,10 +109,10 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void ReadBody() {
-    stream_.expires_after(kReadTimeout);
+    lowest().expires_after(kReadTimeout);
     http::async_read(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+        [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
@@ -87,7 +123,7 @@ class Session : public std::enable_shared_from_this<Session> {
           absl::StrCat("Request body too large: the limit is ", kMockBodyLimit, " bytes.");
       plan_ = JsonResponse(413, RenderErrorJson(error), /*keep_alive=*/false);
     } else if (ec) {
-      return Close();
+      return Close(/*graceful=*/false);
     } else {
       plan_ = handler_.Handle(parser_->get());
     }
@@ -98,14 +134,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void NextStep() {
     if (step_ == plan_.steps.size()) {
-      if (plan_.close) return Close();
+      if (plan_.close) return Close(/*graceful=*/true);
       return DoRead();
     }
     const int64_t delay_ms = plan_.steps[step_].delay_ms;
     if (delay_ms <= 0) return WriteStep();
     timer_.expires_after(std::chrono::milliseconds(delay_ms));
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-      if (ec) return self->Close();
+    timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (ec) return self->Close(/*graceful=*/false);
       self->WriteStep();
     });
   }
@@ -115,22 +151,36 @@ class Session : public std::enable_shared_from_this<Session> {
     const size_t end = plan_.steps[step_].end;
     ++step_;
     if (end <= begin) return NextStep();
-    stream_.expires_after(kWriteTimeout);
+    lowest().expires_after(kWriteTimeout);
     net::async_write(stream_, net::buffer(plan_.bytes.data() + begin, end - begin),
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       if (ec) return self->Close();
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec) return self->Close(/*graceful=*/false);
                        self->NextStep();
                      });
   }
 
   // Sends FIN after everything written so far; the socket closes when the session is released.
-  void Close() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.close();
+  // Over TLS a graceful close (a plan that ends with Connection: close) first sends close_notify,
+  // so clients reading to EOF see a clean end rather than a truncated stream.
+  void Close(bool graceful) {
+    if constexpr (kTls) {
+      if (graceful) {
+        lowest().expires_after(kTlsShutdownTimeout);
+        stream_.async_shutdown(
+            [self = this->shared_from_this()](beast::error_code) { self->CloseSocket(); });
+        return;
+      }
+    }
+    CloseSocket();
   }
 
-  beast::tcp_stream stream_;
+  void CloseSocket() {
+    beast::error_code ec;
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    lowest().close();
+  }
+
+  Stream stream_;
   net::steady_timer timer_;
   MockHandler& handler_;
   beast::flat_buffer buffer_;
@@ -168,7 +218,8 @@ absl::StatusOr<tcp::endpoint> ParseListen(const std::string& listen) {
 
 class MockServer::Impl {
  public:
-  Impl(int threads, MockOptions options) : handler_(std::move(options)) {
+  Impl(int threads, MockOptions options, std::unique_ptr<net::ssl::context> tls)
+      : handler_(std::move(options)), tls_(std::move(tls)) {
     for (int i = 0; i < threads; ++i) {
       contexts_.push_back(std::make_unique<net::io_context>(1));
       guards_.emplace_back(contexts_.back()->get_executor());
@@ -234,7 +285,11 @@ class MockServer::Impl {
       }
       beast::error_code opt_ec;
       socket.set_option(tcp::no_delay(true), opt_ec);
-      std::make_shared<Session>(std::move(socket), handler_)->Start();
+      if (tls_ != nullptr) {
+        std::make_shared<Session<TlsStream>>(std::move(socket), *tls_, handler_)->Start();
+      } else {
+        std::make_shared<Session<beast::tcp_stream>>(std::move(socket), handler_)->Start();
+      }
       DoAccept();
     });
   }
@@ -242,6 +297,8 @@ class MockServer::Impl {
   // Declaration order matters for destruction: the acceptor and timer before their io_context,
   // the io_contexts (and the sessions their pending handlers own) before the handler.
   MockHandler handler_;
+  // Null for plain HTTP. Read-only once the workers run (OpenSSL contexts are safe to share then).
+  const std::unique_ptr<net::ssl::context> tls_;
   std::vector<std::unique_ptr<net::io_context>> contexts_;
   std::vector<net::executor_work_guard<net::io_context::executor_type>> guards_;
   std::optional<tcp::acceptor> acceptor_;
@@ -253,12 +310,43 @@ class MockServer::Impl {
   bool stopped_ ABSL_GUARDED_BY(stop_mu_) = false;
 };
 
+namespace {
+
+absl::StatusOr<std::unique_ptr<net::ssl::context>> MakeServerTls(const MockTlsFiles& files) {
+  if (files.cert_file.empty() != files.key_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs both a certificate file and a private key file");
+  }
+  if (files.cert_file.empty()) return std::unique_ptr<net::ssl::context>();
+  auto tls = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+  beast::error_code ec;
+  tls->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                       net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                       net::ssl::context::no_tlsv1_1,
+                   ec);
+  if (!ec) tls->use_certificate_chain_file(files.cert_file, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot load the TLS certificate chain '",
+                                                   files.cert_file, "': ", ec.message()));
+  }
+  tls->use_private_key_file(files.key_file, net::ssl::context::pem, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot load the TLS private key '", files.key_file, "': ", ec.message()));
+  }
+  return tls;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<MockServer>> MockServer::Start(const std::string& listen,
-                                                              int threads, MockOptions options) {
+                                                              int threads, MockOptions options,
+                                                              const MockTlsFiles& tls_files) {
   if (threads < 1) return absl::InvalidArgumentError("threads must be >= 1");
   auto endpoint = ParseListen(listen);
   if (!endpoint.ok()) return endpoint.status();
-  auto impl = std::make_unique<Impl>(threads, std::move(options));
+  auto tls = MakeServerTls(tls_files);
+  if (!tls.ok()) return tls.status();
+  auto impl = std::make_unique<Impl>(threads, std::move(options), std::move(*tls));
   if (absl::Status st = impl->Listen(*endpoint); !st.ok()) return st;
   impl->Run();
   return std::unique_ptr<MockServer>(new MockServer(std::move(impl)));

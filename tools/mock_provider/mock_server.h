@@ -5,6 +5,8 @@
 // keep-alive with TCP_NODELAY; a fresh parser per request (body limit 32 MiB, 120 s idle read
 // timeout); "Expect: 100-continue" is honoured. Every response is a ResponsePlan from MockHandler,
 // written step by step with steady_timer waits in between (no thread ever sleeps).
+// With MockTlsFiles set the server speaks HTTPS only (OpenSSL through beast::ssl_stream, TLS 1.2+);
+// otherwise plain HTTP, whose code path carries no TLS overhead.
 //
 //   MockOptions options;
 //   auto server = MockServer::Start("127.0.0.1:0", /*threads=*/2, options);
@@ -27,13 +29,21 @@ namespace tollgate::tools::mock {
 
 inline constexpr uint64_t kMockBodyLimit = 32ull * 1024 * 1024;
 
+// PEM files for HTTPS. Both empty: plain HTTP. Exactly one set is an error.
+struct MockTlsFiles {
+  std::string cert_file;  // certificate chain, leaf first
+  std::string key_file;   // the leaf's private key (unencrypted)
+};
+
 class MockServer {
  public:
   // Binds `listen` ("host:port" or "[v6]:port"; port 0 picks a free port, for tests) and starts
-  // `threads` (>= 1) workers. Errors: kInvalidArgument for a malformed address, kUnavailable when
-  // it cannot be bound.
+  // `threads` (>= 1) workers, serving HTTPS when `tls` names a certificate and key. Errors:
+  // kInvalidArgument for a malformed address or unloadable/mismatched TLS files, kUnavailable
+  // when it cannot be bound.
   static absl::StatusOr<std::unique_ptr<MockServer>> Start(const std::string& listen, int threads,
-                                                           MockOptions options);
+                                                           MockOptions options,
+                                                           const MockTlsFiles& tls = {});
 
   ~MockServer();
   MockServer(const MockServer&) = delete;

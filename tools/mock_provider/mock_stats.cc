@@ -26,7 +26,9 @@ void AppendCounters(std::string& out, Get&& get, size_t statuses) {
       ",\"reasoning_tokens\":", get([](auto& c) -> auto& { return c.reasoning_tokens; }),
       ",\"stream_errors\":", get([](auto& c) -> auto& { return c.stream_errors; }),
       ",\"cache_write_5m_tokens\":", get([](auto& c) -> auto& { return c.cache_write_5m_tokens; }),
-      ",\"cache_write_1h_tokens\":", get([](auto& c) -> auto& { return c.cache_write_1h_tokens; }));
+      ",\"cache_write_1h_tokens\":", get([](auto& c) -> auto& { return c.cache_write_1h_tokens; }),
+      ",\"embedding_requests\":", get([](auto& c) -> auto& { return c.embedding_requests; }),
+      ",\"embedding_tokens\":", get([](auto& c) -> auto& { return c.embedding_tokens; }));
 }
 
 }  // namespace
@@ -47,11 +49,17 @@ void MockStats::CountUsage(DialectId d, const Usage& usage) {
   Add(c.cache_write_1h_tokens, usage.cache_write_1h_tokens);
 }
 
+void MockStats::CountEmbeddingUsage(DialectId d, int64_t tokens) {
+  Add(at(d).prompt_tokens, tokens);
+  Add(at(d).embedding_tokens, tokens);
+}
+
 void MockStats::Reset() {
   for (Counters& c : dialects_) {
-    for (auto* n : {&c.requests, &c.streams, &c.disconnects, &c.stream_errors, &c.prompt_tokens,
-                    &c.completion_tokens, &c.cached_tokens, &c.reasoning_tokens,
-                    &c.cache_write_5m_tokens, &c.cache_write_1h_tokens}) {
+    for (auto* n :
+         {&c.requests, &c.streams, &c.disconnects, &c.stream_errors, &c.prompt_tokens,
+          &c.completion_tokens, &c.cached_tokens, &c.reasoning_tokens, &c.cache_write_5m_tokens,
+          &c.cache_write_1h_tokens, &c.embedding_requests, &c.embedding_tokens}) {
       n->store(0, std::memory_order_relaxed);
     }
     for (auto& n : c.by_status) n.store(0, std::memory_order_relaxed);

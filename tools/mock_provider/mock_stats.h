@@ -1,12 +1,16 @@
 #pragma once
 // MockStats: the counters behind GET /_mock/stats, per dialect and in total.
 //
-// Counters cover generation requests (chat completions, messages, generateContent) since start or
-// the last Reset. Token counters sum the usage of every successful (200) response that was not
-// cut by disconnect_after or failed by stream_error, whether or not the usage was sent to the
+// Counters cover API requests (chat completions, messages, generateContent, and the embeddings
+// routes of embeddings.h) since start or the last Reset; embedding_requests counts the embeddings
+// ones among `requests`. Token counters sum the usage of every successful (200) response that was
+// not cut by disconnect_after or failed by stream_error, whether or not the usage was sent to the
 // client (what the provider "billed"); they are updated before the response is written. Tokens
 // are counted in the neutral shape of mock_logic.h Usage: prompt_tokens includes cache reads and
-// writes, completion_tokens includes reasoning, whatever the dialect's own reporting.
+// writes, completion_tokens includes reasoning, whatever the dialect's own reporting. Embeddings
+// input tokens (embeddings.h token rules, counted even for Gemini, which reports no usage) are
+// added to prompt_tokens and, on their own, to embedding_tokens, so chat prompt tokens are
+// prompt_tokens - embedding_tokens.
 //
 // Lock-free; thread-safe.
 
@@ -28,6 +32,9 @@ class MockStats {
   void CountStreamError(DialectId d) { Add(at(d).stream_errors, 1); }
   void CountStatus(DialectId d, int status);
   void CountUsage(DialectId d, const Usage& usage);
+  void CountEmbeddingRequest(DialectId d) { Add(at(d).embedding_requests, 1); }
+  // A successful embeddings response's input tokens: to prompt_tokens and embedding_tokens.
+  void CountEmbeddingUsage(DialectId d, int64_t tokens);
   void Reset();
 
   // Totals over all dialects.
@@ -40,7 +47,8 @@ class MockStats {
   // The totals, then per dialect the same counters:
   //   {"requests":N,"streams":N,"disconnects":N,"by_status":{"200":N,...},"prompt_tokens":N,
   //    "completion_tokens":N,"cached_tokens":N,"reasoning_tokens":N,"stream_errors":N,
-  //    "cache_write_5m_tokens":N,"cache_write_1h_tokens":N,
+  //    "cache_write_5m_tokens":N,"cache_write_1h_tokens":N,"embedding_requests":N,
+  //    "embedding_tokens":N,
   //    "by_dialect":{"openai":{<the same keys>},"azure":{...},"anthropic":{...},"gemini":{...}}}
   // by_status lists only statuses seen, in increasing order.
   std::string ToJson() const;
@@ -58,6 +66,8 @@ class MockStats {
     std::atomic<int64_t> reasoning_tokens{0};
     std::atomic<int64_t> cache_write_5m_tokens{0};
     std::atomic<int64_t> cache_write_1h_tokens{0};
+    std::atomic<int64_t> embedding_requests{0};
+    std::atomic<int64_t> embedding_tokens{0};
     std::array<std::atomic<int64_t>, kStatuses> by_status{};
   };
 
