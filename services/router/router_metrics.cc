@@ -33,6 +33,9 @@ absl::StatusOr<std::unique_ptr<RouterMetrics>> RouterMetrics::Create(
     m->route_requests_ = Counters(registry, "tollgate_router_route_requests_total",
                                   "Route calls by canonical model and result (ok, not_found, "
                                   "no_candidates, permission_denied, invalid_argument)");
+    m->decisions_ = Counters(registry, "tollgate_router_decisions_total",
+                             "Successful Route decisions by canonical model, request class, "
+                             "deciding policy and first candidate deployment");
     m->route_duration_ = &prometheus::BuildHistogram()
                               .Name("tollgate_router_route_duration_seconds")
                               .Help("Time to decide a Route call, in process")
@@ -87,6 +90,16 @@ absl::StatusOr<std::unique_ptr<RouterMetrics>> RouterMetrics::Create(
 prometheus::Counter& RouterMetrics::RouteRequests(const std::string& model,
                                                   const std::string& result) {
   return route_requests_->Add({{"model", model}, {"result", result}});
+}
+
+prometheus::Counter& RouterMetrics::Decisions(const std::string& model,
+                                              absl::string_view request_class,
+                                              absl::string_view policy,
+                                              const std::string& deployment) {
+  return decisions_->Add({{"model", model},
+                          {"class", std::string(request_class)},
+                          {"policy", std::string(policy)},
+                          {"deployment", deployment}});
 }
 
 RouterMetrics::Deployment RouterMetrics::AddDeployment(const std::string& id) {

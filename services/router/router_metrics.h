@@ -1,5 +1,6 @@
 #pragma once
 // The router's Prometheus metrics, registered once at start. Thread-safe to update.
+//   tollgate_router_decisions_total{model,class,policy,deployment}  ok decisions, first choice
 //   tollgate_router_route_requests_total{model,result}  result: ok | not_found | no_candidates |
 //       permission_denied | invalid_argument; model is the canonical catalog name, or
 //       "<unknown>" when the request named no catalog model (label cardinality stays bounded by
@@ -26,6 +27,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -58,6 +60,11 @@ class RouterMetrics {
   // Counter of Route calls for `model` ending with `result`. Takes a lock inside prometheus-cpp:
   // call when a catalog is installed (or on rare paths), not per request.
   prometheus::Counter& RouteRequests(const std::string& model, const std::string& result);
+  // tollgate_router_decisions_total{model,class,policy,deployment}: bounded by the catalog
+  // (models x classes x policies x deployments). Looked up per decision (Family::Add: a hash and
+  // a lock, ~1 µs).
+  prometheus::Counter& Decisions(const std::string& model, absl::string_view request_class,
+                                 absl::string_view policy, const std::string& deployment);
 
   // The series of deployment `id` (created on first use). Takes prometheus-cpp's lock: call on
   // catalog changes only. RemoveDeployment drops them.
@@ -78,6 +85,7 @@ class RouterMetrics {
   RouterMetrics() = default;
 
   prometheus::Family<prometheus::Counter>* route_requests_ = nullptr;
+  prometheus::Family<prometheus::Counter>* decisions_ = nullptr;
   prometheus::Histogram* route_duration_ = nullptr;
   prometheus::Counter* reload_success_ = nullptr;
   prometheus::Counter* reload_failure_ = nullptr;

@@ -158,6 +158,12 @@ grpc::ServerUnaryReactor* RouterService::Route(grpc::CallbackServerContext* cont
       case absl::StatusCode::kOk:
         counters.ok->Increment();
         FillRouteResponse(catalog, *request, decision, response);
+        if (response->candidates_size() > 0) {
+          metrics_->Decisions(decision.model->name, RequestClassName(decision.request_class),
+                              PolicyKindName(decision.policy),
+                              response->candidates(0).deployment().id())
+              .Increment();
+        }
         break;
       case absl::StatusCode::kPermissionDenied:
         counters.permission_denied->Increment();
