@@ -79,6 +79,10 @@ ABSL_FLAG(std::string, anomaly_ratio, "3",
           "baseline (decimal).");
 ABSL_FLAG(std::string, anomaly_min_usd, "1",
           "...and at least this many USD (decimal), so tiny amounts never alert.");
+ABSL_FLAG(bool, migrate_only, false,
+          "Connect, apply pending schema migrations (under the advisory lock, safe beside running "
+          "ledgers), and exit 0 without serving: for deployment hooks such as the Helm chart's "
+          "migration Job.");
 ABSL_FLAG(int, max_batch_bytes, 16 << 20, "Largest ingest batch message accepted, in bytes.");
 
 namespace tollgate::ledger {
@@ -195,6 +199,7 @@ int Run() {
     }
   }
   LogInfo("database schema up to date");
+  if (absl::GetFlag(FLAGS_migrate_only)) return 0;
 
   auto registry = std::make_shared<prometheus::Registry>();
   absl::StatusOr<std::unique_ptr<LedgerMetrics>> metrics = LedgerMetrics::Create(*registry);

@@ -74,7 +74,11 @@ suite_start_services() {
     --metrics_listen=127.0.0.1:$SUITE_ROUTER_METRICS_PORT
   _suite_spawn mock "$SUITE_MOCK_PORT" "$(bin_path tollgate-mock-provider)" \
     --listen=127.0.0.1:$SUITE_MOCK_PORT "${SUITE_MOCK_FLAGS[@]}"
-  _suite_spawn gateway "$SUITE_GW_PORT" "$(bin_path tollgate-gateway)" --config="$gateway_config" \
+  # The local mock and services are reached directly even where the environment sets a proxy.
+  local loopback="127.0.0.1,localhost,::1"
+  _suite_spawn gateway "$SUITE_GW_PORT" env no_proxy="${no_proxy:+$no_proxy,}$loopback" \
+    NO_PROXY="${NO_PROXY:+$NO_PROXY,}$loopback" \
+    "$(bin_path tollgate-gateway)" --config="$gateway_config" \
     --listen=127.0.0.1:$SUITE_GW_PORT --router=127.0.0.1:$SUITE_ROUTER_PORT \
     --ledger=127.0.0.1:$SUITE_LEDGER_PORT --spool_dir="$SUITE_STATE/spool" "${SUITE_GATEWAY_FLAGS[@]}"
 }
