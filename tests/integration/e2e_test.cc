@@ -13,6 +13,7 @@
 #include "services/common/money.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/suite.h"
+#include "tests/testing/suite_environment.h"
 
 namespace tollgate::testing {
 namespace {
@@ -21,24 +22,7 @@ namespace json = boost::json;
 
 Suite* g_suite = nullptr;
 
-class SuiteEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto suite = Suite::Start();
-    ASSERT_TRUE(suite.ok()) << suite.status();
-    suite_ = std::move(*suite);
-    g_suite = suite_.get();
-  }
-  void TearDown() override {
-    g_suite = nullptr;
-    suite_.reset();
-  }
-
- private:
-  std::unique_ptr<Suite> suite_;
-};
-
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new SuiteEnvironment);
+const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new SuiteEnvironment(&g_suite));
 
 std::string ChatBody(const std::string& model, const std::string& prompt, bool stream = false,
                      bool include_usage = false) {
@@ -326,6 +310,14 @@ TEST(Spend, TotalsEqualWhatClientsReceived) {
   EXPECT_EQ(row.at("cached_input").to_number<int64_t>(), sum.cached) << ctl.output;
   EXPECT_EQ(row.at("output").to_number<int64_t>(), sum.output) << ctl.output;
   EXPECT_EQ(row.at("cost_usd").as_string(), FormatPicoUsd(cost)) << ctl.output;
+}
+
+// A provider refusing Tollgate's provider key (401/403) is the deployment's failure, not the
+// client's: it is never passed through as if the client's key were wrong.
+TEST(Gateway, UpstreamAuthFailureIsABadGatewayNotAClientAuthError) {
+  HttpResponse r = Post(ChatBody("gpt-4o-mini", "hi [[mock: status=401]]"), Auth(Suite::kAlphaKey));
+  ExpectOpenAiError(r, 502, "upstream_error");
+  EXPECT_NE(r.body.find("credentials"), std::string::npos) << r.body;
 }
 
 // POST /v1/embeddings, OpenAI and Gemini upstreams: OpenAI-shaped answers, usage recorded (the

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "services/common/money.h"
 #include "tests/testing/suite.h"
+#include "tests/testing/suite_environment.h"
 
 namespace tollgate::testing {
 namespace {
@@ -21,24 +22,7 @@ namespace json = boost::json;
 
 Suite* g_suite = nullptr;
 
-class SdkEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto suite = Suite::Start();
-    ASSERT_TRUE(suite.ok()) << suite.status();
-    suite_ = std::move(*suite);
-    g_suite = suite_.get();
-  }
-  void TearDown() override {
-    g_suite = nullptr;
-    suite_.reset();
-  }
-
- private:
-  std::unique_ptr<Suite> suite_;
-};
-
-const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new SdkEnvironment);
+const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new SuiteEnvironment(&g_suite));
 
 // A model of the suite's catalog (tests/testing/suite.cc) and the prices of its deployment, USD
 // per million tokens, as the catalog states them.
