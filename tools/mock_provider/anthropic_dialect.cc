@@ -9,7 +9,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "boost/json/monotonic_resource.hpp"
 #include "boost/json/object.hpp"
 #include "boost/json/string.hpp"
 
@@ -56,11 +55,6 @@ constexpr std::array<ModelInfo, 3> kModels = {{
 constexpr int64_t kRequestsLimit = 4000;
 constexpr int64_t kInputTokensLimit = 2'000'000;
 constexpr int64_t kOutputTokensLimit = 400'000;
-
-template <size_t N>
-bool OneOf(const std::array<std::string_view, N>& list, std::string_view v) {
-  return std::find(list.begin(), list.end(), v) != list.end();
-}
 
 AnthropicError Invalid(std::string message) {
   AnthropicError e;
@@ -422,10 +416,9 @@ std::string RenderAnthropicErrorJson(const AnthropicError& error, std::string_vi
 }
 
 std::optional<AnthropicError> ParseMessagesRequest(std::string_view body, ChatRequest& out) {
-  alignas(std::max_align_t) unsigned char arena[16384];
-  json::monotonic_resource mr(arena, sizeof(arena));
+  RequestJson doc;
   boost::system::error_code ec;
-  const json::value root = ParseJsonBody(body, &mr, ec);
+  const json::value& root = doc.Parse(body, ec);
   if (ec) {
     return Invalid(absl::StrCat("The request body is not valid JSON: ", ec.message()));
   }

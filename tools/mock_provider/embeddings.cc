@@ -8,7 +8,6 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "boost/json/monotonic_resource.hpp"
 #include "boost/json/object.hpp"
 #include "boost/json/string.hpp"
 
@@ -17,35 +16,7 @@ using std::string_view_literals::operator""sv;
 namespace json = boost::json;
 namespace {
 
-constexpr std::string_view kDeploymentsPrefix = "/openai/deployments/";
-constexpr std::string_view kEmbeddingsSuffix = "/embeddings";
-constexpr std::string_view kGeminiModelsPrefix = "/v1beta/models/";
-constexpr std::string_view kEmbedContent = ":embedContent";
-constexpr std::string_view kBatchEmbedContents = ":batchEmbedContents";
-
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-// --- OpenAI's validation errors (the shapes of openai_dialect.cc's chat validation) ----------
-
-ApiError InvalidRequest(std::string message, std::string param = "", std::string code = "") {
-  ApiError e;
-  e.status = 400;
-  e.message = std::move(message);
-  e.param = std::move(param);
-  e.code = std::move(code);
-  return e;
-}
-
-ApiError InvalidType(const std::string& param, std::string_view expected, const json::value& got) {
-  return InvalidRequest(absl::StrCat("Invalid type for '", param, "': expected ", Av(expected),
-                                     ", but got ", Av(JsonTypeName(got)), " instead."),
-                        param, "invalid_type");
-}
+// --- OpenAI ----------------------------------------------------------------------------------
 
 // OpenAI's answer to an `input` whose shape its schema rejects (empty strings, mixed arrays).
 ApiError InvalidInput() {
@@ -87,12 +58,7 @@ std::optional<ApiError> ParseOpenAiInput(const json::value& input,
   }
   if (!input.is_array()) return InvalidType("input", kExpected, input);
   const json::array& list = input.get_array();
-  if (list.empty()) {
-    return InvalidRequest(
-        "Invalid 'input': empty array. Expected an array with minimum length 1, but got an empty "
-        "array instead.",
-        "input", "empty_array");
-  }
+  if (list.empty()) return EmptyArray("input");
   if (list.size() > kMaxEmbeddingInputs) {
     return InvalidRequest(absl::StrCat("Invalid 'input': array too long. Expected an array with "
                                        "maximum length ",
@@ -124,71 +90,16 @@ std::optional<ApiError> ParseOpenAiInput(const json::value& input,
   return std::nullopt;
 }
 
-// --- Gemini's validation errors (the shapes of gemini_dialect.cc) ----------------------------
+// --- Gemini ----------------------------------------------------------------------------------
 
 constexpr std::array<std::string_view, 9> kTaskTypes = {
     "TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY",   "RETRIEVAL_DOCUMENT",
     "SEMANTIC_SIMILARITY",   "CLASSIFICATION",    "CLUSTERING",
     "QUESTION_ANSWERING",    "FACT_VERIFICATION", "CODE_RETRIEVAL_QUERY"};
-constexpr std::array<std::string_view, 7> kPartData = {"text",
-                                                       "inline_data",
-                                                       "file_data",
-                                                       "function_call",
-                                                       "function_response",
-                                                       "executable_code",
-                                                       "code_execution_result"};
-
-std::string SnakeCase(std::string_view name) {
-  std::string out;
-  out.reserve(name.size() + 4);
-  for (char c : name) {
-    if (c >= 'A' && c <= 'Z') {
-      out += '_';
-      out += static_cast<char>(c - 'A' + 'a');
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-// The value of field `snake` given in either case, or nullptr.
-const json::value* Field(const json::object& o, std::string_view snake) {
-  for (const auto& kv : o) {
-    if (SnakeCase(ToStd(kv.key())) == snake) return &kv.value();
-  }
-  return nullptr;
-}
-
-GeminiError Invalid(std::string message) {
-  GeminiError e;
-  e.message = std::move(message);
-  return e;
-}
-
-GeminiError UnknownField(std::string_view name, std::string_view at) {
-  GeminiError e;
-  e.message =
-      absl::StrCat("Invalid JSON payload received. Unknown name \"", Av(name), "\"",
-                   at.empty() ? "" : absl::StrCat(" at '", Av(at), "'"), ": Cannot find field.");
-  std::string violation =
-      "{\"@type\":\"type.googleapis.com/google.rpc.BadRequest\",\"fieldViolations\":[{";
-  if (!at.empty()) {
-    violation += "\"field\":"sv;
-    AppendJsonString(violation, at);
-    violation += ',';
-  }
-  violation += "\"description\":"sv;
-  AppendJsonString(violation, e.message);
-  violation += "}]}"sv;
-  e.details = absl::StrCat("[", violation, "]");
-  return e;
-}
-
-template <size_t N>
-bool OneOf(const std::array<std::string_view, N>& list, std::string_view v) {
-  return std::find(list.begin(), list.end(), v) != list.end();
-}
+// The fields of an EmbedContentRequest and of a BatchEmbedContentsRequest.
+constexpr std::array<std::string_view, 5> kEmbedContentFields = {"model", "content", "task_type",
+                                                                 "title", "output_dimensionality"};
+constexpr std::array<std::string_view, 1> kBatchEmbedFields = {"requests"};
 
 // `at` joined to a field: "requests[0]" + "content" -> "requests[0].content"; "" + "content" ->
 // "content".
@@ -203,51 +114,39 @@ std::optional<GeminiError> ParseEmbedContent(const json::value& v, std::string_v
                                              std::vector<EmbeddingInput>& inputs) {
   const std::string_view type = batch ? "BatchEmbedContentsRequest" : "EmbedContentRequest";
   const json::object* req = v.if_object();
-  if (req == nullptr) {
-    return Invalid(
-        absl::StrCat("Invalid JSON payload received. Expected an object at '", at, "'."));
-  }
-  for (const auto& kv : *req) {
-    const std::string key = SnakeCase(ToStd(kv.key()));
-    if (key != "model" && key != "content" && key != "task_type" && key != "title" &&
-        key != "output_dimensionality") {
-      return UnknownField(ToStd(kv.key()), at);
-    }
-  }
+  if (req == nullptr) return GeminiExpectedObject(at);
+  if (auto e = CheckGeminiFields(*req, kEmbedContentFields, at)) return e;
 
-  const json::value* model = Field(*req, "model");
+  const json::value* model = GeminiField(*req, "model");
   if (batch || model != nullptr) {
     const std::string model_path = Path(at, "model");
     const std::string_view name =
         model != nullptr && model->is_string() ? ToStd(model->get_string()) : "";
     if (!name.starts_with("models/") || name.size() == 7) {
-      return Invalid(
+      return GeminiInvalid(
           absl::StrCat("* ", Av(type), ".", model_path, ": unexpected model name format\n"));
     }
     if (name.substr(7) != url_model) {
-      return Invalid(absl::StrCat("* ", Av(type), ".", model_path,
-                                  ": model must be the model of the request URL (models/",
-                                  Av(url_model), ")\n"));
+      return GeminiInvalid(absl::StrCat("* ", Av(type), ".", model_path,
+                                        ": model must be the model of the request URL (models/",
+                                        Av(url_model), ")\n"));
     }
   }
 
   const std::string content_path = Path(at, "content");
-  const json::value* content = Field(*req, "content");
+  const json::value* content = GeminiField(*req, "content");
   if (content == nullptr) {
-    return Invalid(absl::StrCat("* ", Av(type), ".", content_path, ": content is not specified\n"));
+    return GeminiInvalid(
+        absl::StrCat("* ", Av(type), ".", content_path, ": content is not specified\n"));
   }
-  if (!content->is_object()) {
-    return Invalid(
-        absl::StrCat("Invalid JSON payload received. Expected an object at '", content_path, "'."));
-  }
-  for (const auto& kv : content->get_object()) {
-    const std::string key = SnakeCase(ToStd(kv.key()));
-    if (key != "role" && key != "parts") return UnknownField(ToStd(kv.key()), content_path);
+  if (!content->is_object()) return GeminiExpectedObject(content_path);
+  if (auto e = CheckGeminiFields(content->get_object(), kGeminiContentFields, content_path)) {
+    return e;
   }
   const json::value* parts = content->get_object().if_contains("parts");
   if (parts == nullptr || !parts->is_array() || parts->get_array().empty()) {
-    return Invalid(absl::StrCat("* ", Av(type), ".", content_path,
-                                ".parts: contents.parts must not be empty.\n"));
+    return GeminiInvalid(absl::StrCat("* ", Av(type), ".", content_path,
+                                      ".parts: contents.parts must not be empty.\n"));
   }
   EmbeddingInput input;
   const json::array& list = parts->get_array();
@@ -259,42 +158,44 @@ std::optional<GeminiError> ParseEmbedContent(const json::value& v, std::string_v
     const bool has_text = text != nullptr && text->is_string() && !text->get_string().empty();
     const bool has_other =
         part != nullptr && std::any_of(part->begin(), part->end(), [](const auto& kv) {
-          const std::string key = SnakeCase(ToStd(kv.key()));
-          return key != "text" && OneOf(kPartData, key);
+          const std::string key = GeminiSnakeCase(ToStd(kv.key()));
+          return key != "text" && OneOf(kGeminiPartDataFields, key);
         });
     if (!has_text && !has_other) {
-      return Invalid(absl::StrCat("* ", Av(type), ".", part_path,
-                                  ".data: required oneof field 'data' must have one initialized "
-                                  "field\n"));
+      return GeminiInvalid(
+          absl::StrCat("* ", Av(type), ".", part_path,
+                       ".data: required oneof field 'data' must have one initialized "
+                       "field\n"));
     }
     if (has_other) {
-      return Invalid(absl::StrCat("* ", Av(type), ".", part_path,
-                                  ": only text parts can be embedded by this model\n"));
+      return GeminiInvalid(absl::StrCat("* ", Av(type), ".", part_path,
+                                        ": only text parts can be embedded by this model\n"));
     }
     input.text += ToStd(text->get_string());
   }
 
-  if (const json::value* task = Field(*req, "task_type"); task != nullptr) {
+  if (const json::value* task = GeminiField(*req, "task_type"); task != nullptr) {
     const std::string_view t = task->is_string() ? ToStd(task->get_string()) : "";
     if (!OneOf(kTaskTypes, t)) {
-      return Invalid(absl::StrCat(
+      return GeminiInvalid(absl::StrCat(
           "Invalid value at '", Path(at, "task_type"),
           "' (type.googleapis.com/google.ai.generativelanguage.v1beta.TaskType), \"", Av(t), "\""));
     }
   }
-  if (const json::value* title = Field(*req, "title"); title != nullptr && !title->is_string()) {
-    return Invalid(absl::StrCat("Invalid value at '", Path(at, "title"), "' (TYPE_STRING)"));
+  if (const json::value* title = GeminiField(*req, "title");
+      title != nullptr && !title->is_string()) {
+    return GeminiInvalid(absl::StrCat("Invalid value at '", Path(at, "title"), "' (TYPE_STRING)"));
   }
-  if (const json::value* dims = Field(*req, "output_dimensionality"); dims != nullptr) {
+  if (const json::value* dims = GeminiField(*req, "output_dimensionality"); dims != nullptr) {
     const std::string dims_path = Path(at, "output_dimensionality");
     const std::optional<int64_t> n = AsInteger(*dims);
     if (!n.has_value()) {
-      return Invalid(absl::StrCat("Invalid value at '", dims_path, "' (TYPE_INT32)"));
+      return GeminiInvalid(absl::StrCat("Invalid value at '", dims_path, "' (TYPE_INT32)"));
     }
     if (*n < 1 || *n > kMaxEmbeddingDimensions) {
-      return Invalid(absl::StrCat("* ", Av(type), ".", dims_path,
-                                  ": output_dimensionality must be between 1 and ",
-                                  kMaxEmbeddingDimensions, ".\n"));
+      return GeminiInvalid(absl::StrCat("* ", Av(type), ".", dims_path,
+                                        ": output_dimensionality must be between 1 and ",
+                                        kMaxEmbeddingDimensions, ".\n"));
     }
     input.dimensions = *n;
   }
@@ -317,6 +218,10 @@ void AppendValues(std::string& out, const std::vector<int32_t>& vector) {
 // ---------------------------------------------------------------------------------------------
 
 std::optional<EmbeddingsRoute> MatchEmbeddingsRoute(std::string_view path) {
+  // Only routing needs these: the suffix of an Azure deployment route and Gemini's two methods.
+  constexpr std::string_view kEmbeddingsSuffix = "/embeddings";
+  constexpr std::string_view kEmbedContent = ":embedContent";
+  constexpr std::string_view kBatchEmbedContents = ":batchEmbedContents";
   if (path == "/v1/embeddings") {
     return EmbeddingsRoute{DialectId::kOpenAi, EmbeddingsApi::kOpenAi, "", "/v1/chat/completions"};
   }
@@ -324,13 +229,13 @@ std::optional<EmbeddingsRoute> MatchEmbeddingsRoute(std::string_view path) {
     return EmbeddingsRoute{DialectId::kAzure, EmbeddingsApi::kOpenAi, "",
                            "/openai/v1/chat/completions"};
   }
-  if (path.starts_with(kDeploymentsPrefix) && path.ends_with(kEmbeddingsSuffix)) {
+  if (path.starts_with(kAzureDeploymentsPrefix) && path.ends_with(kEmbeddingsSuffix)) {
     const std::string_view d =
-        path.substr(kDeploymentsPrefix.size(),
-                    path.size() - kDeploymentsPrefix.size() - kEmbeddingsSuffix.size());
+        path.substr(kAzureDeploymentsPrefix.size(),
+                    path.size() - kAzureDeploymentsPrefix.size() - kEmbeddingsSuffix.size());
     if (d.empty() || d.find('/') != std::string_view::npos) return std::nullopt;
     return EmbeddingsRoute{DialectId::kAzure, EmbeddingsApi::kOpenAi, std::string(d),
-                           absl::StrCat(Av(kDeploymentsPrefix), Av(d), "/chat/completions")};
+                           absl::StrCat(Av(kAzureDeploymentsPrefix), Av(d), "/chat/completions")};
   }
   if (path.starts_with(kGeminiModelsPrefix)) {
     const std::string_view rest = path.substr(kGeminiModelsPrefix.size());
@@ -350,51 +255,15 @@ std::optional<EmbeddingsRoute> MatchEmbeddingsRoute(std::string_view path) {
 
 std::optional<ApiError> ParseOpenAiEmbeddingsRequest(std::string_view body, EmbeddingsRequest& out,
                                                      std::string_view default_model) {
-  alignas(std::max_align_t) unsigned char arena[16384];
-  json::monotonic_resource mr(arena, sizeof(arena));
-  boost::system::error_code ec;
-  const json::value root = ParseJsonBody(body, &mr, ec);
-  if (ec) {
-    return InvalidRequest(
-        "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
-        "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
-        "sent was not valid JSON. If you have trouble figuring out how to fix this, please "
-        "contact us through our help center at help.openai.com.)");
-  }
-  if (!root.is_object()) {
-    return InvalidRequest(
-        absl::StrCat("Invalid type for request body: expected an object, but got ",
-                     Av(JsonTypeName(root)), " instead."));
-  }
-  const json::object& req = root.get_object();
-  for (const auto& kv : req) {
-    if (!OneOf(kOpenAiParams, ToStd(kv.key()))) {
-      return InvalidRequest(
-          absl::StrCat("Unrecognized request argument supplied: ", Av(ToStd(kv.key()))));
-    }
-  }
+  RequestJson doc;
+  if (auto e = ParseOpenAiRequestObject(body, kOpenAiParams, doc)) return e;
+  const json::object& req = doc.value().get_object();
 
   EmbeddingsRequest parsed;
-  const json::value* model = req.if_contains("model");
-  const bool no_model =
-      model == nullptr || model->is_null() || (model->is_string() && model->get_string().empty());
-  if (no_model) {
-    if (default_model.empty()) {
-      return InvalidRequest("you must provide a model parameter", "model",
-                            "missing_required_parameter");
-    }
-    parsed.model = std::string(default_model);
-  } else if (!model->is_string()) {
-    return InvalidType("model", "a string", *model);
-  } else {
-    parsed.model = std::string(ToStd(model->get_string()));
-  }
+  if (auto e = ParseOpenAiModel(req, default_model, parsed.model)) return e;
 
   const json::value* input = req.if_contains("input");
-  if (input == nullptr || input->is_null()) {
-    return InvalidRequest("Missing required parameter: 'input'.", "input",
-                          "missing_required_parameter");
-  }
+  if (input == nullptr || input->is_null()) return MissingParam("input");
   if (auto e = ParseOpenAiInput(*input, parsed.inputs)) return e;
 
   if (const json::value* format = req.if_contains("encoding_format");
@@ -402,34 +271,18 @@ std::optional<ApiError> ParseOpenAiEmbeddingsRequest(std::string_view body, Embe
     if (!format->is_string()) return InvalidType("encoding_format", "a string", *format);
     const std::string_view f = ToStd(format->get_string());
     if (f != "float" && f != "base64") {
-      return InvalidRequest(
-          absl::StrCat("Invalid value: '", Av(f), "'. Supported values are: 'float' and 'base64'."),
-          "encoding_format", "invalid_value");
+      return InvalidValue("encoding_format", f, "'float' and 'base64'");
     }
     parsed.base64 = f == "base64";
   }
 
-  if (const json::value* dims = req.if_contains("dimensions");
-      dims != nullptr && !dims->is_null()) {
-    const std::optional<int64_t> n = AsInteger(*dims);
-    if (!n.has_value()) return InvalidType("dimensions", "an integer", *dims);
-    if (*n < 1) {
-      return InvalidRequest(
-          absl::StrCat("Invalid 'dimensions': integer below minimum value. Expected a value >= 1, "
-                       "but got ",
-                       *n, " instead."),
-          "dimensions", "integer_below_min_value");
-    }
-    if (*n > kMaxEmbeddingDimensions) {
-      return InvalidRequest(
-          absl::StrCat("Invalid 'dimensions': integer above maximum value. Expected a value <= ",
-                       kMaxEmbeddingDimensions, ", but got ", *n, " instead."),
-          "dimensions", "integer_above_max_value");
-    }
+  int64_t dimensions = 0;  // stays 0 when absent or null
+  if (auto e = CheckInteger(req, "dimensions", 1, kMaxEmbeddingDimensions, dimensions)) return e;
+  if (dimensions > 0) {
     if (parsed.model == "text-embedding-ada-002") {
       return InvalidRequest("This model does not support specifying dimensions.", "dimensions");
     }
-    for (EmbeddingInput& in : parsed.inputs) in.dimensions = *n;
+    for (EmbeddingInput& in : parsed.inputs) in.dimensions = dimensions;
   }
 
   if (const json::value* user = req.if_contains("user");
@@ -453,34 +306,26 @@ std::optional<ApiError> ParseOpenAiEmbeddingsRequest(std::string_view body, Embe
 
 std::optional<GeminiError> ParseGeminiEmbedRequest(std::string_view body, std::string_view model,
                                                    bool batch, EmbeddingsRequest& out) {
-  alignas(std::max_align_t) unsigned char arena[16384];
-  json::monotonic_resource mr(arena, sizeof(arena));
-  boost::system::error_code ec;
-  const json::value root = ParseJsonBody(body, &mr, ec);
-  if (ec) return Invalid("Invalid JSON payload received. Unexpected token.");
-  const json::object* req = root.if_object();
-  if (req == nullptr) {
-    return Invalid("Invalid JSON payload received. Expected an object at the top level.");
-  }
+  RequestJson doc;
+  if (auto e = ParseGeminiRequestObject(body, doc)) return e;
+  const json::object* req = &doc.value().get_object();
 
   EmbeddingsRequest parsed;
   parsed.model = std::string(model);
   if (!batch) {
-    if (auto e = ParseEmbedContent(root, model, false, "", parsed.inputs)) return e;
+    if (auto e = ParseEmbedContent(doc.value(), model, false, "", parsed.inputs)) return e;
     out = std::move(parsed);
     return std::nullopt;
   }
-  for (const auto& kv : *req) {
-    if (SnakeCase(ToStd(kv.key())) != "requests") return UnknownField(ToStd(kv.key()), "");
-  }
+  if (auto e = CheckGeminiFields(*req, kBatchEmbedFields, "")) return e;
   const json::value* requests = req->if_contains("requests");
   if (requests == nullptr || !requests->is_array() || requests->get_array().empty()) {
-    return Invalid("* BatchEmbedContentsRequest.requests: requests is not specified\n");
+    return GeminiInvalid("* BatchEmbedContentsRequest.requests: requests is not specified\n");
   }
   const json::array& list = requests->get_array();
   if (list.size() > kMaxGeminiEmbedRequests) {
-    return Invalid(absl::StrCat("* BatchEmbedContentsRequest.requests: at most ",
-                                kMaxGeminiEmbedRequests, " requests can be in one batch\n"));
+    return GeminiInvalid(absl::StrCat("* BatchEmbedContentsRequest.requests: at most ",
+                                      kMaxGeminiEmbedRequests, " requests can be in one batch\n"));
   }
   for (size_t i = 0; i < list.size(); ++i) {
     if (auto e = ParseEmbedContent(list[i], model, true, absl::StrCat("requests[", i, "]"),

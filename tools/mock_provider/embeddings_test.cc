@@ -1,11 +1,5 @@
 #include "tools/mock_provider/embeddings.h"
 
-// GCC 12 with -fsanitize=address reports a false -Wmaybe-uninitialized inside Beast's
-// basic_parser (boost::optional content length) when this file parses responses.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -13,12 +7,11 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "boost/asio/buffer.hpp"
-#include "boost/beast/http/parser.hpp"
 #include "boost/json/parse.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tools/mock_provider/mock_handler.h"
+#include "tools/mock_provider/mock_test_util.h"
 
 namespace tollgate::tools::mock {
 namespace {
@@ -405,22 +398,7 @@ TEST(GeminiEmbeddingsTest, RejectsLikeGoogle) {
 // --- Through MockHandler -----------------------------------------------------------------------
 
 MockHandler::Request Post(std::string body, std::string target = "/v1/embeddings") {
-  MockHandler::Request req(http::verb::post, target, 11);
-  req.set(http::field::content_type, "application/json");
-  req.body() = std::move(body);
-  req.prepare_payload();
-  return req;
-}
-
-http::response<http::string_body> Parse(const ResponsePlan& plan) {
-  http::response_parser<http::string_body> parser;
-  parser.eager(true);
-  boost::beast::error_code ec;
-  size_t used = parser.put(boost::asio::buffer(plan.bytes), ec);
-  EXPECT_FALSE(ec) << ec.message() << "\n" << plan.bytes;
-  EXPECT_EQ(used, plan.bytes.size());
-  EXPECT_TRUE(parser.is_done());
-  return parser.release();
+  return PostJson(std::move(body), std::move(target));
 }
 
 json::value Stats(const MockHandler& handler) { return json::parse(handler.stats().ToJson()); }
@@ -433,7 +411,7 @@ TEST(EmbeddingsHandlerTest, OpenAiSuccessAndStats) {
   EXPECT_FALSE(plan.close);
   ASSERT_EQ(plan.steps.size(), 1u);
   EXPECT_EQ(plan.steps[0].delay_ms, 0);
-  auto res = Parse(plan);
+  auto res = ParseResponse(plan);
   EXPECT_EQ(res[http::field::content_type], "application/json");
   EXPECT_THAT(std::string(res["x-request-id"]), ::testing::StartsWith("req_"));
   const json::value body = json::parse(res.body());
@@ -442,7 +420,7 @@ TEST(EmbeddingsHandlerTest, OpenAiSuccessAndStats) {
 
   // A chat request next to it: prompt_tokens holds both, embedding_tokens the embeddings part.
   const std::string chat = R"({"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]})";
-  auto chat_res = Parse(handler.Handle(Post(chat, "/v1/chat/completions")));
+  auto chat_res = ParseResponse(handler.Handle(Post(chat, "/v1/chat/completions")));
   const int64_t chat_prompt =
       json::parse(chat_res.body()).at("usage").at("prompt_tokens").to_number<int64_t>();
   const json::value stats = Stats(handler);
@@ -467,7 +445,7 @@ TEST(EmbeddingsHandlerTest, ValidationErrorIsCountedAndAnsweredAtOnce) {
   const ResponsePlan plan = handler.Handle(Post(R"({"model":"m","input":[]})"));
   EXPECT_EQ(plan.status, 400);
   EXPECT_EQ(plan.steps[0].delay_ms, 0);
-  auto res = Parse(plan);
+  auto res = ParseResponse(plan);
   EXPECT_THAT(std::string(res["x-request-id"]), ::testing::StartsWith("req_"));
   const json::value err = json::parse(res.body()).at("error");
   EXPECT_EQ(err.at("param"), "input");
@@ -487,7 +465,7 @@ TEST(EmbeddingsHandlerTest, StatusAndLatencyDirectives) {
   const ResponsePlan plan = handler.Handle(req);
   EXPECT_EQ(plan.status, 429);
   EXPECT_EQ(plan.steps[0].delay_ms, 250);
-  auto res = Parse(plan);
+  auto res = ParseResponse(plan);
   EXPECT_EQ(res["retry-after"], "3");
   EXPECT_EQ(json::parse(res.body()).at("error").at("code"), "rate_limit_exceeded");
 
@@ -497,7 +475,7 @@ TEST(EmbeddingsHandlerTest, StatusAndLatencyDirectives) {
       handler.Handle(Post(R"({"model":"m","input":["hello [[mock: latency_ms=40 stall_ms=2]]"]})"));
   EXPECT_EQ(slow.status, 200);
   EXPECT_EQ(slow.steps[0].delay_ms, 42);
-  const json::value body = json::parse(Parse(slow).body());
+  const json::value body = json::parse(ParseResponse(slow).body());
   EmbeddingsRequest plain;
   ASSERT_FALSE(ParseOpenAiEmbeddingsRequest(R"({"model":"m","input":"hello"})", plain));
   EXPECT_EQ(body.at("data").at(0).at("embedding"),
@@ -505,7 +483,8 @@ TEST(EmbeddingsHandlerTest, StatusAndLatencyDirectives) {
 
   const ResponsePlan bad = handler.Handle(Post(R"({"model":"m","input":"[[mock: nope=1]]"})"));
   EXPECT_EQ(bad.status, 400);
-  EXPECT_EQ(json::parse(Parse(bad).body()).at("error").at("code"), "invalid_mock_directive");
+  EXPECT_EQ(json::parse(ParseResponse(bad).body()).at("error").at("code"),
+            "invalid_mock_directive");
 
   const json::value stats = Stats(handler);
   EXPECT_EQ(stats.at("by_status").at("429"), 1);
@@ -536,7 +515,7 @@ TEST(EmbeddingsHandlerTest, OpenAiAndAzureAccessRulesAreTheChatRoutes) {
   MockHandler handler(
       {.latency_ms = 0, .ttft_ms = 0, .inter_token_ms = 0, .require_key = "sk-secret-123456"});
   const std::string body = R"({"model":"text-embedding-3-small","input":"x"})";
-  auto no_key = Parse(handler.Handle(Post(body)));
+  auto no_key = ParseResponse(handler.Handle(Post(body)));
   EXPECT_EQ(no_key.result_int(), 401);
   EXPECT_THAT(no_key.body(), HasSubstr("You didn't provide an API key"));
   auto ok = Post(body);
@@ -546,19 +525,19 @@ TEST(EmbeddingsHandlerTest, OpenAiAndAzureAccessRulesAreTheChatRoutes) {
   const std::string deployment = "/openai/deployments/emb-prod/embeddings";
   auto missing_version = Post(R"({"input":"x"})", deployment);
   missing_version.set("api-key", "sk-secret-123456");
-  auto r404 = Parse(handler.Handle(missing_version));
+  auto r404 = ParseResponse(handler.Handle(missing_version));
   EXPECT_EQ(r404.result_int(), 404);
   EXPECT_THAT(r404.body(), HasSubstr("Resource not found"));
 
   auto wrong_key = Post(R"({"input":"x"})", deployment + "?api-version=2024-10-21");
   wrong_key.set("api-key", "nope");
-  auto r401 = Parse(handler.Handle(wrong_key));
+  auto r401 = ParseResponse(handler.Handle(wrong_key));
   EXPECT_EQ(r401.result_int(), 401);
   EXPECT_THAT(r401.body(), HasSubstr("\"code\":\"401\""));
 
   auto azure = Post(R"({"input":"x"})", deployment + "?api-version=2024-10-21");
   azure.set("api-key", "sk-secret-123456");
-  auto res = Parse(handler.Handle(azure));
+  auto res = ParseResponse(handler.Handle(azure));
   ASSERT_EQ(res.result_int(), 200) << res.body();
   EXPECT_FALSE(res["apim-request-id"].empty());
   EXPECT_EQ(json::parse(res.body()).at("model"), "emb-prod");
@@ -566,7 +545,7 @@ TEST(EmbeddingsHandlerTest, OpenAiAndAzureAccessRulesAreTheChatRoutes) {
   // The v1 path needs a model, like its chat route.
   auto v1 = Post(R"({"input":"x"})", "/openai/v1/embeddings");
   v1.set("api-key", "sk-secret-123456");
-  auto v1_res = Parse(handler.Handle(v1));
+  auto v1_res = ParseResponse(handler.Handle(v1));
   EXPECT_EQ(v1_res.result_int(), 400);
   EXPECT_EQ(json::parse(v1_res.body()).at("error").at("param"), "model");
   EXPECT_FALSE(v1_res["apim-request-id"].empty());
@@ -586,11 +565,11 @@ TEST(EmbeddingsHandlerTest, GeminiBatchKeyAndForcedError) {
         {"model":"models/gemini-embedding-001","content":{"parts":[{"text":"hello"}]}},
         {"model":"models/gemini-embedding-001","content":{"parts":[{"text":"abc"}]},
          "outputDimensionality":3}]})";
-  auto denied = Parse(handler.Handle(Post(body, target)));
+  auto denied = ParseResponse(handler.Handle(Post(body, target)));
   EXPECT_EQ(denied.result_int(), 403);
   EXPECT_THAT(denied.body(), HasSubstr("PERMISSION_DENIED"));
 
-  auto res = Parse(handler.Handle(Post(body, target + "?key=AIza-secret")));
+  auto res = ParseResponse(handler.Handle(Post(body, target + "?key=AIza-secret")));
   ASSERT_EQ(res.result_int(), 200) << res.body();
   EXPECT_EQ(res[http::field::content_type], "application/json; charset=UTF-8");
   const json::value out = json::parse(res.body());
@@ -601,13 +580,13 @@ TEST(EmbeddingsHandlerTest, GeminiBatchKeyAndForcedError) {
   auto forced = Post(body, target);
   forced.set("x-goog-api-key", "AIza-secret");
   forced.set("x-mock-status", "503");
-  auto err = Parse(handler.Handle(forced));
+  auto err = ParseResponse(handler.Handle(forced));
   EXPECT_EQ(err.result_int(), 503);
   EXPECT_EQ(json::parse(err.body()).at("error").at("status"), "UNAVAILABLE");
 
   auto invalid = Post(R"({"requests":[]})", target);
   invalid.set("x-goog-api-key", "AIza-secret");
-  auto bad = Parse(handler.Handle(invalid));
+  auto bad = ParseResponse(handler.Handle(invalid));
   EXPECT_EQ(bad.result_int(), 400);
   EXPECT_EQ(bad[http::field::content_type], "application/json; charset=UTF-8");
   EXPECT_EQ(json::parse(bad.body()).at("error").at("status"), "INVALID_ARGUMENT");
@@ -615,7 +594,7 @@ TEST(EmbeddingsHandlerTest, GeminiBatchKeyAndForcedError) {
   auto single = Post(R"({"content":{"parts":[{"text":"hello"}]}})",
                      "/v1beta/models/gemini-embedding-001:embedContent");
   single.set("x-goog-api-key", "AIza-secret");
-  auto one = Parse(handler.Handle(single));
+  auto one = ParseResponse(handler.Handle(single));
   ASSERT_EQ(one.result_int(), 200) << one.body();
   EXPECT_EQ(json::parse(one.body()).at("embedding").at("values"),
             out.at("embeddings").at(0).at("values"));

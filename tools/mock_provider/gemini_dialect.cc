@@ -5,7 +5,6 @@
 #include <cstddef>
 
 #include "absl/strings/str_cat.h"
-#include "boost/json/monotonic_resource.hpp"
 #include "boost/json/object.hpp"
 #include "boost/json/string.hpp"
 
@@ -14,7 +13,6 @@ using std::string_view_literals::operator""sv;
 namespace json = boost::json;
 namespace {
 
-constexpr std::string_view kModelsPrefix = "/v1beta/models/";
 constexpr std::string_view kGenerate = ":generateContent";
 constexpr std::string_view kStreamGenerate = ":streamGenerateContent";
 constexpr std::string_view kJsonContentType = "application/json; charset=UTF-8";
@@ -45,14 +43,6 @@ constexpr std::array<std::string_view, 19> kGenerationConfigFields = {
     "speech_config",
     "thinking_config",
     "media_resolution"};
-constexpr std::array<std::string_view, 7> kPartData = {"text",
-                                                       "inline_data",
-                                                       "file_data",
-                                                       "function_call",
-                                                       "function_response",
-                                                       "executable_code",
-                                                       "code_execution_result"};
-
 struct ModelInfo {
   std::string_view name;
   std::string_view display_name;
@@ -65,12 +55,9 @@ constexpr std::array<ModelInfo, 3> kModels = {{
     {"gemini-2.0-flash", "Gemini 2.0 Flash", 1048576, 8192},
 }};
 
-template <size_t N>
-bool OneOf(const std::array<std::string_view, N>& list, std::string_view v) {
-  return std::find(list.begin(), list.end(), v) != list.end();
-}
+}  // namespace
 
-std::string SnakeCase(std::string_view name) {
+std::string GeminiSnakeCase(std::string_view name) {
   std::string out;
   out.reserve(name.size() + 4);
   for (char c : name) {
@@ -84,22 +71,25 @@ std::string SnakeCase(std::string_view name) {
   return out;
 }
 
-// The value of field `snake` given in either case, or nullptr.
-const json::value* Field(const json::object& o, std::string_view snake) {
+const json::value* GeminiField(const json::object& o, std::string_view snake) {
   for (const auto& kv : o) {
-    if (SnakeCase(ToStd(kv.key())) == snake) return &kv.value();
+    if (GeminiSnakeCase(ToStd(kv.key())) == snake) return &kv.value();
   }
   return nullptr;
 }
 
-GeminiError Invalid(std::string message) {
+GeminiError GeminiInvalid(std::string message) {
   GeminiError e;
   e.message = std::move(message);
   return e;
 }
 
-// "Unknown name" errors come with a BadRequest detail naming the field.
-GeminiError UnknownField(std::string_view name, std::string_view at) {
+GeminiError GeminiExpectedObject(std::string_view at) {
+  return GeminiInvalid(
+      absl::StrCat("Invalid JSON payload received. Expected an object at '", Av(at), "'."));
+}
+
+GeminiError GeminiUnknownField(std::string_view name, std::string_view at) {
   GeminiError e;
   e.message =
       absl::StrCat("Invalid JSON payload received. Unknown name \"", Av(name), "\"",
@@ -118,6 +108,29 @@ GeminiError UnknownField(std::string_view name, std::string_view at) {
   e.details = absl::StrCat("[", violation, "]");
   return e;
 }
+
+std::optional<GeminiError> CheckGeminiFields(const json::object& o,
+                                             std::span<const std::string_view> known,
+                                             std::string_view at) {
+  for (const auto& kv : o) {
+    if (!OneOf(known, GeminiSnakeCase(ToStd(kv.key())))) {
+      return GeminiUnknownField(ToStd(kv.key()), at);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<GeminiError> ParseGeminiRequestObject(std::string_view body, RequestJson& doc) {
+  boost::system::error_code ec;
+  const json::value& root = doc.Parse(body, ec);
+  if (ec) return GeminiInvalid("Invalid JSON payload received. Unexpected token.");
+  if (!root.is_object()) {
+    return GeminiInvalid("Invalid JSON payload received. Expected an object at the top level.");
+  }
+  return std::nullopt;
+}
+
+namespace {
 
 // The text of a Content's parts, thought parts excluded.
 std::string PartsText(const json::value* parts) {
@@ -139,7 +152,7 @@ bool HasFunctionResponse(const json::object& content) {
   if (parts == nullptr || !parts->is_array()) return false;
   return std::any_of(parts->get_array().begin(), parts->get_array().end(),
                      [](const json::value& p) {
-                       return p.is_object() && Field(p.get_object(), "function_response");
+                       return p.is_object() && GeminiField(p.get_object(), "function_response");
                      });
 }
 
@@ -150,35 +163,30 @@ std::string_view Role(const json::object& content) {
 
 std::optional<GeminiError> ValidateContent(const json::value& v, const std::string& at) {
   const json::object* content = v.if_object();
-  if (content == nullptr) {
-    return Invalid(
-        absl::StrCat("Invalid JSON payload received. Expected an object at '", at, "'."));
-  }
-  for (const auto& kv : *content) {
-    const std::string key = SnakeCase(ToStd(kv.key()));
-    if (key != "role" && key != "parts") return UnknownField(ToStd(kv.key()), at);
-  }
+  if (content == nullptr) return GeminiExpectedObject(at);
+  if (auto e = CheckGeminiFields(*content, kGeminiContentFields, at)) return e;
   const json::value* role = content->if_contains("role");
   if (role != nullptr &&
       !(role->is_string() && (role->get_string() == "user" || role->get_string() == "model"))) {
-    return Invalid("Please use a valid role: user, model.");
+    return GeminiInvalid("Please use a valid role: user, model.");
   }
   const json::value* parts = content->if_contains("parts");
   if (parts == nullptr || !parts->is_array() || parts->get_array().empty()) {
-    return Invalid(absl::StrCat("* GenerateContentRequest.", at,
-                                ".parts: contents.parts must not be empty.\n"));
+    return GeminiInvalid(absl::StrCat("* GenerateContentRequest.", at,
+                                      ".parts: contents.parts must not be empty.\n"));
   }
   const json::array& list = parts->get_array();
   for (size_t j = 0; j < list.size(); ++j) {
     const json::object* part = list[j].if_object();
     const bool has_data =
         part != nullptr && std::any_of(part->begin(), part->end(), [](const auto& kv) {
-          return OneOf(kPartData, SnakeCase(ToStd(kv.key())));
+          return OneOf(kGeminiPartDataFields, GeminiSnakeCase(ToStd(kv.key())));
         });
     if (!has_data) {
-      return Invalid(absl::StrCat("* GenerateContentRequest.", at, ".parts[", j,
-                                  "].data: required oneof field 'data' must have one initialized "
-                                  "field\n"));
+      return GeminiInvalid(
+          absl::StrCat("* GenerateContentRequest.", at, ".parts[", j,
+                       "].data: required oneof field 'data' must have one initialized "
+                       "field\n"));
     }
   }
   return std::nullopt;
@@ -186,39 +194,30 @@ std::optional<GeminiError> ValidateContent(const json::value& v, const std::stri
 
 std::optional<GeminiError> ValidateGenerationConfig(const json::value& v, ChatRequest& out) {
   const json::object* config = v.if_object();
-  if (config == nullptr)
-    return Invalid("Invalid JSON payload received. Expected an object at 'generation_config'.");
-  for (const auto& kv : *config) {
-    if (!OneOf(kGenerationConfigFields, SnakeCase(ToStd(kv.key())))) {
-      return UnknownField(ToStd(kv.key()), "generation_config");
-    }
-  }
-  if (const json::value* max = Field(*config, "max_output_tokens"); max != nullptr) {
+  if (config == nullptr) return GeminiExpectedObject("generation_config");
+  if (auto e = CheckGeminiFields(*config, kGenerationConfigFields, "generation_config")) return e;
+  if (const json::value* max = GeminiField(*config, "max_output_tokens"); max != nullptr) {
     const std::optional<int64_t> n = AsInteger(*max);
     if (!n.has_value() || *n < 1) {
-      return Invalid(
+      return GeminiInvalid(
           "* GenerateContentRequest.generation_config.max_output_tokens: max_output_tokens must "
           "be positive.\n");
     }
     out.max_completion_tokens = *n;
   }
-  if (const json::value* count = Field(*config, "candidate_count"); count != nullptr) {
+  if (const json::value* count = GeminiField(*config, "candidate_count"); count != nullptr) {
     const std::optional<int64_t> n = AsInteger(*count);
     if (!n.has_value() || *n < 1 || *n > kMaxCandidates) {
-      return Invalid(absl::StrCat(
+      return GeminiInvalid(absl::StrCat(
           "* GenerateContentRequest.generation_config.candidate_count: candidate_count must be "
           "between 1 and ",
           kMaxCandidates, ".\n"));
     }
     out.n = static_cast<int>(*n);
   }
-  if (const json::value* thinking = Field(*config, "thinking_config"); thinking != nullptr) {
-    if (!thinking->is_object()) {
-      return Invalid(
-          "Invalid JSON payload received. Expected an object at "
-          "'generation_config.thinking_config'.");
-    }
-    const json::value* include = Field(thinking->get_object(), "include_thoughts");
+  if (const json::value* thinking = GeminiField(*config, "thinking_config"); thinking != nullptr) {
+    if (!thinking->is_object()) return GeminiExpectedObject("generation_config.thinking_config");
+    const json::value* include = GeminiField(thinking->get_object(), "include_thoughts");
     out.include_thoughts = include != nullptr && include->is_bool() && include->get_bool();
   }
   return std::nullopt;
@@ -228,37 +227,37 @@ std::optional<GeminiError> ValidateGenerationConfig(const json::value& v, ChatRe
 // or "" for the model's choice).
 std::optional<GeminiError> ValidateTools(const json::object& req, std::vector<std::string>& names,
                                          std::string& chosen) {
-  if (const json::value* tools = Field(req, "tools"); tools != nullptr) {
+  if (const json::value* tools = GeminiField(req, "tools"); tools != nullptr) {
     if (!tools->is_array())
-      return Invalid("Invalid JSON payload received. Expected a list at 'tools'.");
+      return GeminiInvalid("Invalid JSON payload received. Expected a list at 'tools'.");
     const json::array& list = tools->get_array();
     for (size_t i = 0; i < list.size(); ++i) {
       const json::object* tool = list[i].if_object();
       if (tool == nullptr) continue;
-      const json::value* decls = Field(*tool, "function_declarations");
+      const json::value* decls = GeminiField(*tool, "function_declarations");
       if (decls == nullptr || !decls->is_array()) continue;
       const json::array& d = decls->get_array();
       for (size_t j = 0; j < d.size(); ++j) {
         const json::object* decl = d[j].if_object();
         const json::value* name = decl == nullptr ? nullptr : decl->if_contains("name");
         if (name == nullptr || !name->is_string() || name->get_string().empty()) {
-          return Invalid(absl::StrCat("* GenerateContentRequest.tools[", i,
-                                      "].function_declarations[", j,
-                                      "].name: Name cannot be empty.\n"));
+          return GeminiInvalid(absl::StrCat("* GenerateContentRequest.tools[", i,
+                                            "].function_declarations[", j,
+                                            "].name: Name cannot be empty.\n"));
         }
         names.emplace_back(ToStd(name->get_string()));
       }
     }
   }
-  const json::value* config = Field(req, "tool_config");
+  const json::value* config = GeminiField(req, "tool_config");
   const json::value* fcc = config != nullptr && config->is_object()
-                               ? Field(config->get_object(), "function_calling_config")
+                               ? GeminiField(config->get_object(), "function_calling_config")
                                : nullptr;
   if (fcc == nullptr || !fcc->is_object()) return std::nullopt;
   if (const json::value* mode = fcc->get_object().if_contains("mode"); mode != nullptr) {
     const std::string_view m = mode->is_string() ? ToStd(mode->get_string()) : "";
     if (m != "AUTO" && m != "ANY" && m != "NONE" && m != "VALIDATED" && m != "MODE_UNSPECIFIED") {
-      return Invalid(absl::StrCat(
+      return GeminiInvalid(absl::StrCat(
           "Invalid value at 'tool_config.function_calling_config.mode' "
           "(type.googleapis.com/google.ai.generativelanguage.v1beta.FunctionCallingConfig.Mode), "
           "\"",
@@ -269,7 +268,7 @@ std::optional<GeminiError> ValidateTools(const json::object& req, std::vector<st
       return std::nullopt;
     }
   }
-  const json::value* allowed = Field(fcc->get_object(), "allowed_function_names");
+  const json::value* allowed = GeminiField(fcc->get_object(), "allowed_function_names");
   if (allowed != nullptr && allowed->is_array() && !allowed->get_array().empty() &&
       allowed->get_array()[0].is_string()) {
     chosen = std::string(ToStd(allowed->get_array()[0].get_string()));
@@ -453,8 +452,8 @@ std::optional<Reply> CheckKey(const Call& call) {
 
 // The model and method of a generation path ("" when it is not one).
 std::pair<std::string_view, std::string_view> ModelAndMethod(std::string_view path) {
-  if (!path.starts_with(kModelsPrefix)) return {};
-  const std::string_view rest = path.substr(kModelsPrefix.size());
+  if (!path.starts_with(kGeminiModelsPrefix)) return {};
+  const std::string_view rest = path.substr(kGeminiModelsPrefix.size());
   const size_t colon = rest.find(':');
   if (colon == 0 || colon == std::string_view::npos) return {};
   const std::string_view model = rest.substr(0, colon);
@@ -547,33 +546,23 @@ std::string RenderGeminiErrorJson(const GeminiError& error) {
 
 std::optional<GeminiError> ParseGenerateContentRequest(std::string_view body,
                                                        std::string_view model, ChatRequest& out) {
-  alignas(std::max_align_t) unsigned char arena[16384];
-  json::monotonic_resource mr(arena, sizeof(arena));
-  boost::system::error_code ec;
-  const json::value root = ParseJsonBody(body, &mr, ec);
-  if (ec) return Invalid("Invalid JSON payload received. Unexpected token.");
-  const json::object* req = root.if_object();
-  if (req == nullptr) {
-    return Invalid("Invalid JSON payload received. Expected an object at the top level.");
-  }
-  for (const auto& kv : *req) {
-    if (!OneOf(kKnownFields, SnakeCase(ToStd(kv.key())))) return UnknownField(ToStd(kv.key()), "");
-  }
-  const json::value* contents_v = Field(*req, "contents");
+  RequestJson doc;
+  if (auto e = ParseGeminiRequestObject(body, doc)) return e;
+  const json::object* req = &doc.value().get_object();
+  if (auto e = CheckGeminiFields(*req, kKnownFields, "")) return e;
+  const json::value* contents_v = GeminiField(*req, "contents");
   if (contents_v == nullptr || !contents_v->is_array() || contents_v->get_array().empty()) {
-    return Invalid("* GenerateContentRequest.contents: contents is not specified\n");
+    return GeminiInvalid("* GenerateContentRequest.contents: contents is not specified\n");
   }
   const json::array& contents = contents_v->get_array();
   for (size_t i = 0; i < contents.size(); ++i) {
     if (auto e = ValidateContent(contents[i], absl::StrCat("contents[", i, "]"))) return e;
   }
-  const json::value* system = Field(*req, "system_instruction");
-  if (system != nullptr && !system->is_object()) {
-    return Invalid("Invalid JSON payload received. Expected an object at 'system_instruction'.");
-  }
+  const json::value* system = GeminiField(*req, "system_instruction");
+  if (system != nullptr && !system->is_object()) return GeminiExpectedObject("system_instruction");
 
   ChatRequest parsed;
-  if (const json::value* config = Field(*req, "generation_config"); config != nullptr) {
+  if (const json::value* config = GeminiField(*req, "generation_config"); config != nullptr) {
     if (auto e = ValidateGenerationConfig(*config, parsed)) return e;
   }
   std::vector<std::string> tools;
@@ -676,7 +665,7 @@ bool GeminiDialect::Matches(std::string_view path) const {
 std::optional<Reply> GeminiDialect::Models(const Call& call) const {
   constexpr std::string_view kList = "/v1beta/models";
   const bool one =
-      call.path.starts_with(kModelsPrefix) && call.path.find(':') == std::string_view::npos;
+      call.path.starts_with(kGeminiModelsPrefix) && call.path.find(':') == std::string_view::npos;
   if (call.path != kList && !one) return std::nullopt;
   if (auto r = CheckKey(call)) return r;
   if (call.path == kList) {
@@ -688,7 +677,7 @@ std::optional<Reply> GeminiDialect::Models(const Call& call) const {
     body += "]}"sv;
     return Reply{200, std::move(body), "", kJsonContentType};
   }
-  const std::string_view name = call.path.substr(kModelsPrefix.size());
+  const std::string_view name = call.path.substr(kGeminiModelsPrefix.size());
   const auto it = std::find_if(kModels.begin(), kModels.end(),
                                [&](const ModelInfo& m) { return m.name == name; });
   if (it == kModels.end()) return ErrorReply(GeminiForcedError(404, name, 0));
@@ -708,7 +697,7 @@ std::optional<Reply> GeminiDialect::Parse(const Call& call, ChatRequest& out) co
 }
 
 Reply GeminiDialect::InvalidDirective(const Call& call, std::string_view message) const {
-  return ErrorReply(Invalid(std::string(message)));
+  return ErrorReply(GeminiInvalid(std::string(message)));
 }
 
 Reply GeminiDialect::Error(const Call& call, int status, std::string_view model,

@@ -32,16 +32,23 @@
 // text part and the final usage. Function calls arrive whole, with finishReason and the usage, in
 // that last chunk. stream_error= sends a google.rpc.Status error object as a data event.
 
+#include <array>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "boost/json/object.hpp"
+#include "boost/json/value.hpp"
 #include "tools/mock_provider/dialect.h"
 #include "tools/mock_provider/mock_logic.h"
 
 namespace tollgate::tools::mock {
+
+// The Generative Language API's model routes start with this ("/v1beta/models/{model}:...").
+inline constexpr std::string_view kGeminiModelsPrefix = "/v1beta/models/";
 
 // An error as google.rpc.Status: {"error":{"code","message","status","details"}}.
 struct GeminiError {
@@ -58,6 +65,46 @@ struct GeminiError {
 GeminiError GeminiForcedError(int status, std::string_view model, int64_t retry_after_s);
 
 std::string RenderGeminiErrorJson(const GeminiError& error);
+
+// ---------------------------------------------------------------------------------------------
+// Proto-JSON request helpers, shared by generateContent and the embeddings API (embeddings.h).
+// Field names are given in snake_case; requests may use either case, as proto JSON accepts.
+
+// The Part fields of the oneof `data`.
+inline constexpr std::array<std::string_view, 7> kGeminiPartDataFields = {"text",
+                                                                          "inline_data",
+                                                                          "file_data",
+                                                                          "function_call",
+                                                                          "function_response",
+                                                                          "executable_code",
+                                                                          "code_execution_result"};
+// The fields of a Content.
+inline constexpr std::array<std::string_view, 2> kGeminiContentFields = {"role", "parts"};
+
+// `name` in snake_case: "generationConfig" -> "generation_config".
+std::string GeminiSnakeCase(std::string_view name);
+
+// The value of field `snake` given in either case, or nullptr.
+const boost::json::value* GeminiField(const boost::json::object& o, std::string_view snake);
+
+// A 400 INVALID_ARGUMENT with `message` and no details.
+GeminiError GeminiInvalid(std::string message);
+
+// "Invalid JSON payload received. Expected an object at '<at>'."
+GeminiError GeminiExpectedObject(std::string_view at);
+
+// "Invalid JSON payload received. Unknown name ..." for field `name` at `at` ("" = top level),
+// with a google.rpc.BadRequest detail naming the field.
+GeminiError GeminiUnknownField(std::string_view name, std::string_view at);
+
+// The error for the first field of `o` (in either case) that `known` does not list, at `at`.
+std::optional<GeminiError> CheckGeminiFields(const boost::json::object& o,
+                                             std::span<const std::string_view> known,
+                                             std::string_view at);
+
+// Parses `body` into `doc` and requires a JSON object, with Google's messages for a syntax error
+// and for a top level that is not an object. On success doc.value().is_object().
+std::optional<GeminiError> ParseGeminiRequestObject(std::string_view body, RequestJson& doc);
 
 // Validates a GenerateContentRequest for `model` (from the URL) and fills `out`. Returns the 400
 // on failure.

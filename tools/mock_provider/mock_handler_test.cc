@@ -1,19 +1,12 @@
 #include "tools/mock_provider/mock_handler.h"
 
-// GCC 12 with -fsanitize=address reports a false -Wmaybe-uninitialized inside Beast's
-// basic_parser (boost::optional content length) when this file parses responses.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 #include <string>
 
-#include "boost/asio/buffer.hpp"
-#include "boost/beast/http/parser.hpp"
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tools/mock_provider/mock_test_util.h"
 
 namespace tollgate::tools::mock {
 namespace {
@@ -25,11 +18,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 MockHandler::Request Post(std::string body, std::string target = "/v1/chat/completions") {
-  MockHandler::Request req(http::verb::post, target, 11);
-  req.set(http::field::content_type, "application/json");
-  req.body() = std::move(body);
-  req.prepare_payload();
-  return req;
+  return PostJson(std::move(body), std::move(target));
 }
 
 std::string Chat(std::string_view prompt, std::string_view extra = "") {
@@ -39,18 +28,6 @@ std::string Chat(std::string_view prompt, std::string_view extra = "") {
   std::string s = json::serialize(body);
   if (!extra.empty()) s = s.substr(0, s.size() - 1) + "," + std::string(extra) + "}";
   return s;
-}
-
-// The whole response as a client sees it (chunked bodies decoded).
-http::response<http::string_body> Parse(const ResponsePlan& plan) {
-  http::response_parser<http::string_body> parser;
-  parser.eager(true);
-  boost::beast::error_code ec;
-  size_t used = parser.put(boost::asio::buffer(plan.bytes), ec);
-  EXPECT_FALSE(ec) << ec.message() << "\n" << plan.bytes;
-  EXPECT_EQ(used, plan.bytes.size());
-  EXPECT_TRUE(parser.is_done());
-  return parser.release();
 }
 
 std::vector<std::string> SseData(const std::string& body) {
@@ -73,7 +50,7 @@ TEST(MockHandlerTest, NonStreamCompletion) {
   EXPECT_FALSE(plan.close);
   ASSERT_EQ(plan.steps.size(), 1u);
   EXPECT_EQ(plan.steps[0].delay_ms, 0);
-  auto res = Parse(plan);
+  auto res = ParseResponse(plan);
   EXPECT_EQ(res.result_int(), 200);
   EXPECT_EQ(res[http::field::content_type], "application/json");
   EXPECT_THAT(std::string(res["x-request-id"]), ::testing::StartsWith("req_"));
@@ -95,7 +72,7 @@ TEST(MockHandlerTest, StreamPlanDelaysAndFraming) {
   EXPECT_EQ(plan.steps[3].delay_ms, 7);
   EXPECT_THAT(plan.bytes.substr(0, plan.steps[0].end), HasSubstr("transfer-encoding: chunked"));
   EXPECT_EQ(plan.bytes.substr(plan.bytes.size() - 5), "0\r\n\r\n");
-  auto res = Parse(plan);
+  auto res = ParseResponse(plan);
   EXPECT_EQ(res[http::field::content_type], "text/event-stream; charset=utf-8");
   const auto events = SseData(res.body());
   ASSERT_EQ(events.size(), 7u);  // role, 3 words, finish, usage, [DONE]
@@ -116,7 +93,7 @@ TEST(MockHandlerTest, GlobalDelaysApplyUnlessOverridden) {
 TEST(MockHandlerTest, ForcedRateLimit) {
   MockHandler handler({});
   const ResponsePlan plan = handler.Handle(Post(Chat("x [[mock: status=429 retry_after=2]]")));
-  auto res = Parse(plan);
+  auto res = ParseResponse(plan);
   EXPECT_EQ(res.result_int(), 429);
   EXPECT_EQ(res["retry-after"], "2");
   EXPECT_EQ(res["x-ratelimit-remaining-requests"], "0");
@@ -129,17 +106,17 @@ TEST(MockHandlerTest, HeaderDirectives) {
   MockHandler handler({});
   auto req = Post(Chat("x"));
   req.set("X-Mock-Status", "503");
-  EXPECT_EQ(Parse(handler.Handle(req)).result_int(), 503);
+  EXPECT_EQ(ParseResponse(handler.Handle(req)).result_int(), 503);
   auto bad = Post(Chat("x"));
   bad.set("x-mock-tokenz", "3");
-  auto res = Parse(handler.Handle(bad));
+  auto res = ParseResponse(handler.Handle(bad));
   EXPECT_EQ(res.result_int(), 400);
   EXPECT_THAT(res.body(), HasSubstr("unknown mock directive 'tokenz'"));
 }
 
 TEST(MockHandlerTest, UnknownDirectiveIsA400) {
   MockHandler handler({});
-  auto res = Parse(handler.Handle(Post(Chat("x [[mock: stauts=500]]"))));
+  auto res = ParseResponse(handler.Handle(Post(Chat("x [[mock: stauts=500]]"))));
   EXPECT_EQ(res.result_int(), 400);
   const json::value e = json::parse(res.body());
   EXPECT_EQ(e.at("error").at("type"), "invalid_request_error");
@@ -214,7 +191,7 @@ TEST(MockHandlerTest, StatsCountBilledUsageEvenWithoutIncludeUsage) {
   EXPECT_EQ(stats.at("reasoning_tokens"), 2);
 
   auto get = MockHandler::Request(http::verb::get, "/_mock/stats", 11);
-  EXPECT_EQ(json::parse(Parse(handler.Handle(get)).body()).at("requests"), 4);
+  EXPECT_EQ(json::parse(ParseResponse(handler.Handle(get)).body()).at("requests"), 4);
   handler.Handle(Post("", "/_mock/reset"));
   // The original keys keep their names and values; the keys added with the other dialects too.
   const json::object after = json::parse(handler.stats().ToJson()).as_object();
@@ -230,31 +207,33 @@ TEST(MockHandlerTest, StatsCountBilledUsageEvenWithoutIncludeUsage) {
 TEST(MockHandlerTest, RequireKey) {
   MockHandler handler(
       {.latency_ms = 0, .ttft_ms = 0, .inter_token_ms = 0, .require_key = "sk-secret-123456"});
-  auto missing = Parse(handler.Handle(Post(Chat("x"))));
+  auto missing = ParseResponse(handler.Handle(Post(Chat("x"))));
   EXPECT_EQ(missing.result_int(), 401);
   EXPECT_THAT(missing.body(), HasSubstr("You didn't provide an API key"));
   auto wrong_req = Post(Chat("x"));
   wrong_req.set(http::field::authorization, "Bearer sk-wrong-999999");
-  auto wrong = Parse(handler.Handle(wrong_req));
+  auto wrong = ParseResponse(handler.Handle(wrong_req));
   EXPECT_EQ(wrong.result_int(), 401);
   EXPECT_EQ(json::parse(wrong.body()).at("error").at("code"), "invalid_api_key");
   auto ok_req = Post(Chat("x"));
   ok_req.set(http::field::authorization, "Bearer sk-secret-123456");
-  EXPECT_EQ(Parse(handler.Handle(ok_req)).result_int(), 200);
+  EXPECT_EQ(ParseResponse(handler.Handle(ok_req)).result_int(), 200);
 }
 
 TEST(MockHandlerTest, ModelsAndUnknownRoutes) {
   MockHandler handler({});
-  auto models = Parse(handler.Handle(MockHandler::Request(http::verb::get, "/v1/models", 11)));
+  auto models =
+      ParseResponse(handler.Handle(MockHandler::Request(http::verb::get, "/v1/models", 11)));
   const json::value list = json::parse(models.body());
   EXPECT_EQ(list.at("object"), "list");
   EXPECT_EQ(list.at("data").at(0).at("object"), "model");
-  auto one = Parse(handler.Handle(MockHandler::Request(http::verb::get, "/v1/models/gpt-4o", 11)));
+  auto one =
+      ParseResponse(handler.Handle(MockHandler::Request(http::verb::get, "/v1/models/gpt-4o", 11)));
   EXPECT_EQ(json::parse(one.body()).at("id"), "gpt-4o");
   auto missing =
-      Parse(handler.Handle(MockHandler::Request(http::verb::get, "/v1/models/nope", 11)));
+      ParseResponse(handler.Handle(MockHandler::Request(http::verb::get, "/v1/models/nope", 11)));
   EXPECT_EQ(missing.result_int(), 404);
-  auto route = Parse(handler.Handle(MockHandler::Request(http::verb::get, "/v2/foo", 11)));
+  auto route = ParseResponse(handler.Handle(MockHandler::Request(http::verb::get, "/v2/foo", 11)));
   EXPECT_EQ(route.result_int(), 404);
   EXPECT_THAT(route.body(), HasSubstr("Invalid URL (GET /v2/foo)"));
   EXPECT_EQ(handler.stats().requests(), 0);
@@ -350,16 +329,19 @@ TEST(MockHandlerDialectsTest, OnePromptSameWordsAndTokensInEveryDialect) {
   MockHandler handler({});
   const std::string prompt = "Tell me about toll gates";
   const json::value openai = json::parse(
-      Parse(handler.Handle(Post(R"({"model":"m","messages":[{"role":"system","content":"Be brief."},
+      ParseResponse(
+          handler.Handle(Post(R"({"model":"m","messages":[{"role":"system","content":"Be brief."},
           {"role":"user","content":")" +
-                                prompt + R"("}]})")))
+                              prompt + R"("}]})")))
           .body());
   const json::value anthropic = json::parse(
-      Parse(handler.Handle(AnthropicPost(Messages(prompt, R"("system":"Be brief.")")))).body());
+      ParseResponse(handler.Handle(AnthropicPost(Messages(prompt, R"("system":"Be brief.")"))))
+          .body());
   const json::value gemini = json::parse(
-      Parse(handler.Handle(
-                Post(GeminiBody(prompt, R"("systemInstruction":{"parts":[{"text":"Be brief."}]})"),
-                     std::string(kGeminiPath))))
+      ParseResponse(
+          handler.Handle(
+              Post(GeminiBody(prompt, R"("systemInstruction":{"parts":[{"text":"Be brief."}]})"),
+                   std::string(kGeminiPath))))
           .body());
   const json::value& text = openai.at("choices").at(0).at("message").at("content");
   EXPECT_EQ(anthropic.at("content").at(0).at("text"), text);
@@ -376,14 +358,14 @@ TEST(MockHandlerDialectsTest, OnePromptSameWordsAndTokensInEveryDialect) {
 
 TEST(MockHandlerAnthropicTest, VersionHeaderIsRequired) {
   MockHandler handler({});
-  auto res = Parse(handler.Handle(AnthropicPost(Messages("x"), "")));
+  auto res = ParseResponse(handler.Handle(AnthropicPost(Messages("x"), "")));
   EXPECT_EQ(res.result_int(), 400);
   const json::value body = json::parse(res.body());
   EXPECT_EQ(body, json::parse(R"({"type":"error","error":{"type":"invalid_request_error",
       "message":"anthropic-version: header is required"},"request_id":")" +
                               std::string(res["request-id"]) + "\"}"));
   EXPECT_THAT(std::string(res["request-id"]), ::testing::StartsWith("req_"));
-  res = Parse(handler.Handle(AnthropicPost(Messages("x"), "2099-01-01")));
+  res = ParseResponse(handler.Handle(AnthropicPost(Messages("x"), "2099-01-01")));
   EXPECT_EQ(json::parse(res.body()).at("error").at("message"),
             "anthropic-version: \"2099-01-01\" is not a valid version");
   EXPECT_EQ(handler.stats().status_count(DialectId::kAnthropic, 400), 2);
@@ -392,28 +374,29 @@ TEST(MockHandlerAnthropicTest, VersionHeaderIsRequired) {
 TEST(MockHandlerAnthropicTest, RequireKeyUsesXApiKey) {
   MockHandler handler(
       {.latency_ms = 0, .ttft_ms = 0, .inter_token_ms = 0, .require_key = "sk-ant-secret-1234"});
-  auto res = Parse(handler.Handle(AnthropicPost(Messages("x"))));
+  auto res = ParseResponse(handler.Handle(AnthropicPost(Messages("x"))));
   EXPECT_EQ(res.result_int(), 401);
   EXPECT_EQ(
       json::parse(res.body()).at("error"),
       json::parse(R"({"type":"authentication_error","message":"x-api-key header is required"})"));
   auto wrong = AnthropicPost(Messages("x"));
   wrong.set("x-api-key", "sk-ant-wrong");
-  res = Parse(handler.Handle(wrong));
+  res = ParseResponse(handler.Handle(wrong));
   EXPECT_EQ(res.result_int(), 401);
   EXPECT_EQ(json::parse(res.body()).at("error").at("message"), "invalid x-api-key");
   auto right = AnthropicPost(Messages("x"));
   right.set("x-api-key", "sk-ant-secret-1234");
-  EXPECT_EQ(Parse(handler.Handle(right)).result_int(), 200);
+  EXPECT_EQ(ParseResponse(handler.Handle(right)).result_int(), 200);
   // An OpenAI-style bearer key is not Anthropic's header but Anthropic accepts it for OAuth.
   auto bearer = AnthropicPost(Messages("x"));
   bearer.set(http::field::authorization, "Bearer sk-ant-secret-1234");
-  EXPECT_EQ(Parse(handler.Handle(bearer)).result_int(), 200);
+  EXPECT_EQ(ParseResponse(handler.Handle(bearer)).result_int(), 200);
 }
 
 TEST(MockHandlerAnthropicTest, RateLimitAndOverloadedErrors) {
   MockHandler handler({});
-  auto res = Parse(handler.Handle(AnthropicPost(Messages("x [[mock: status=429 retry_after=2]]"))));
+  auto res = ParseResponse(
+      handler.Handle(AnthropicPost(Messages("x [[mock: status=429 retry_after=2]]"))));
   EXPECT_EQ(res.result_int(), 429);
   EXPECT_EQ(res["retry-after"], "2");
   EXPECT_EQ(res["anthropic-ratelimit-requests-remaining"], "0");
@@ -423,13 +406,13 @@ TEST(MockHandlerAnthropicTest, RateLimitAndOverloadedErrors) {
   EXPECT_EQ(body.at("error").at("type"), "rate_limit_error");
   EXPECT_EQ(body.at("request_id"), json::value(std::string(res["request-id"])));
 
-  res = Parse(handler.Handle(AnthropicPost(Messages("x [[mock: status=529]]"))));
+  res = ParseResponse(handler.Handle(AnthropicPost(Messages("x [[mock: status=529]]"))));
   EXPECT_EQ(res.result_int(), 529);
   EXPECT_EQ(json::parse(res.body()).at("error"),
             json::parse(R"({"type":"overloaded_error","message":"Overloaded"})"));
   EXPECT_EQ(res.count("retry-after"), 0u);
   auto bad = AnthropicPost(Messages("x [[mock: tokns=1]]"));
-  res = Parse(handler.Handle(bad));
+  res = ParseResponse(handler.Handle(bad));
   EXPECT_EQ(res.result_int(), 400);
   EXPECT_EQ(json::parse(res.body()).at("error").at("type"), "invalid_request_error");
   EXPECT_THAT(res.body(), HasSubstr("unknown mock directive 'tokns'"));
@@ -440,7 +423,7 @@ TEST(MockHandlerAnthropicTest, StreamAndStatsWithCacheWrites) {
   const ResponsePlan plan = handler.Handle(AnthropicPost(
       Messages("hi [[mock: tokens=3 cached=4 cache_write_5m=2 cache_write_1h=1 thinking=2]]",
                R"("stream":true)")));
-  auto res = Parse(plan);
+  auto res = ParseResponse(plan);
   EXPECT_EQ(res.result_int(), 200);
   EXPECT_EQ(res[http::field::content_type], "text/event-stream; charset=utf-8");
   EXPECT_FALSE(res["request-id"].empty());
@@ -472,7 +455,7 @@ TEST(MockHandlerAnthropicTest, StreamAndStatsWithCacheWrites) {
 
 TEST(MockHandlerAnthropicTest, StreamErrorAfterA200) {
   MockHandler handler({});
-  auto res = Parse(handler.Handle(AnthropicPost(
+  auto res = ParseResponse(handler.Handle(AnthropicPost(
       Messages("hi [[mock: tokens=5 stream_error=overloaded_error]]", R"("stream":true)"))));
   EXPECT_EQ(res.result_int(), 200);
   const auto events = AnthropicEvents(res.body());
@@ -484,14 +467,15 @@ TEST(MockHandlerAnthropicTest, StreamErrorAfterA200) {
             json::parse(
                 R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})"));
   // stream_error_after picks the point; the stream ends cleanly (chunked terminator sent).
-  res = Parse(handler.Handle(AnthropicPost(Messages(
+  res = ParseResponse(handler.Handle(AnthropicPost(Messages(
       "hi [[mock: tokens=5 stream_error=api_error stream_error_after=0]]", R"("stream":true)"))));
   EXPECT_EQ(AnthropicEvents(res.body()).size(), 4u);
   EXPECT_EQ(AnthropicEvents(res.body()).back().second.at("error").at("type"), "api_error");
   // A non-stream request ignores it.
-  EXPECT_EQ(Parse(handler.Handle(AnthropicPost(Messages("hi [[mock: stream_error=api_error]]"))))
-                .result_int(),
-            200);
+  EXPECT_EQ(
+      ParseResponse(handler.Handle(AnthropicPost(Messages("hi [[mock: stream_error=api_error]]"))))
+          .result_int(),
+      200);
   const json::value stats = json::parse(handler.stats().ToJson());
   EXPECT_EQ(stats.at("by_dialect").at("anthropic").at("stream_errors"), 2);
   EXPECT_EQ(stats.at("by_dialect").at("anthropic").at("by_status").at("200"), 3);
@@ -516,11 +500,11 @@ TEST(MockHandlerAnthropicTest, DisconnectAndDelays) {
 
 TEST(MockHandlerAnthropicTest, CacheWritesAndBlockAreIgnoredWhereTheDialectCannotSayThem) {
   MockHandler handler({});
-  auto res = Parse(handler.Handle(Post(Chat("x [[mock: cache_write_5m=3 block=SAFETY]]"))));
+  auto res = ParseResponse(handler.Handle(Post(Chat("x [[mock: cache_write_5m=3 block=SAFETY]]"))));
   EXPECT_EQ(res.result_int(), 200);
   const json::value stats = json::parse(handler.stats().ToJson());
   EXPECT_EQ(stats.at("cache_write_5m_tokens"), 0);
-  res = Parse(handler.Handle(AnthropicPost(Messages("x [[mock: block=SAFETY]]"))));
+  res = ParseResponse(handler.Handle(AnthropicPost(Messages("x [[mock: block=SAFETY]]"))));
   EXPECT_EQ(res.result_int(), 200);
   EXPECT_EQ(json::parse(res.body()).at("stop_reason"), "end_turn");
 }
@@ -529,14 +513,15 @@ TEST(MockHandlerAnthropicTest, ModelsListWhenTheVersionHeaderIsSent) {
   MockHandler handler({});
   MockHandler::Request req(http::verb::get, "/v1/models", 11);
   req.set("anthropic-version", "2023-06-01");
-  const json::value list = json::parse(Parse(handler.Handle(req)).body());
+  const json::value list = json::parse(ParseResponse(handler.Handle(req)).body());
   EXPECT_EQ(list.at("data").at(0).at("type"), "model");
   EXPECT_EQ(list.at("has_more"), false);
   MockHandler::Request one(http::verb::get, "/v1/models/claude-sonnet-4-20250514", 11);
   one.set("anthropic-version", "2023-06-01");
-  EXPECT_EQ(json::parse(Parse(handler.Handle(one)).body()).at("display_name"), "Claude Sonnet 4");
+  EXPECT_EQ(json::parse(ParseResponse(handler.Handle(one)).body()).at("display_name"),
+            "Claude Sonnet 4");
   MockHandler::Request openai(http::verb::get, "/v1/models", 11);
-  EXPECT_EQ(json::parse(Parse(handler.Handle(openai)).body()).at("object"), "list");
+  EXPECT_EQ(json::parse(ParseResponse(handler.Handle(openai)).body()).at("object"), "list");
 }
 
 // ---- Gemini ------------------------------------------------------------------------------------
@@ -544,32 +529,32 @@ TEST(MockHandlerAnthropicTest, ModelsListWhenTheVersionHeaderIsSent) {
 TEST(MockHandlerGeminiTest, ApiKeyInHeaderOrQuery) {
   MockHandler handler(
       {.latency_ms = 0, .ttft_ms = 0, .inter_token_ms = 0, .require_key = "AIza-secret"});
-  auto res = Parse(handler.Handle(Post(GeminiBody("x"), std::string(kGeminiPath))));
+  auto res = ParseResponse(handler.Handle(Post(GeminiBody("x"), std::string(kGeminiPath))));
   EXPECT_EQ(res.result_int(), 403);
   EXPECT_EQ(json::parse(res.body()).at("error").at("status"), "PERMISSION_DENIED");
   auto wrong = Post(GeminiBody("x"), std::string(kGeminiPath));
   wrong.set("x-goog-api-key", "AIza-wrong");
-  res = Parse(handler.Handle(wrong));
+  res = ParseResponse(handler.Handle(wrong));
   EXPECT_EQ(res.result_int(), 400) << "a bad key is 400, not 401";
   const json::value e = json::parse(res.body()).at("error");
   EXPECT_EQ(e.at("status"), "INVALID_ARGUMENT");
   EXPECT_EQ(e.at("details").at(0).at("reason"), "API_KEY_INVALID");
   auto header = Post(GeminiBody("x"), std::string(kGeminiPath));
   header.set("x-goog-api-key", "AIza-secret");
-  EXPECT_EQ(Parse(handler.Handle(header)).result_int(), 200);
-  EXPECT_EQ(
-      Parse(handler.Handle(Post(GeminiBody("x"), std::string(kGeminiPath) + "?key=AIza-secret")))
-          .result_int(),
-      200);
-  EXPECT_EQ(Parse(handler.Handle(
-                      Post(GeminiBody("x"), std::string(kGeminiStreamPath) + "&key=AIza-secret")))
+  EXPECT_EQ(ParseResponse(handler.Handle(header)).result_int(), 200);
+  EXPECT_EQ(ParseResponse(handler.Handle(
+                              Post(GeminiBody("x"), std::string(kGeminiPath) + "?key=AIza-secret")))
+                .result_int(),
+            200);
+  EXPECT_EQ(ParseResponse(handler.Handle(Post(GeminiBody("x"),
+                                              std::string(kGeminiStreamPath) + "&key=AIza-secret")))
                 .result_int(),
             200);
 }
 
 TEST(MockHandlerGeminiTest, SseStreamAndJsonArrayStream) {
   MockHandler handler({});
-  auto res = Parse(
+  auto res = ParseResponse(
       handler.Handle(Post(GeminiBody("x [[mock: tokens=2]]"), std::string(kGeminiStreamPath))));
   EXPECT_EQ(res.result_int(), 200);
   EXPECT_EQ(res[http::field::content_type], "text/event-stream");
@@ -580,8 +565,9 @@ TEST(MockHandlerGeminiTest, SseStreamAndJsonArrayStream) {
   const std::vector<std::string> events = CrlfSseData(res.body());
   ASSERT_EQ(events.size(), 3u);
   EXPECT_EQ(json::parse(events[2]).at("candidates").at(0).at("finishReason"), "STOP");
-  res = Parse(handler.Handle(Post(GeminiBody("x [[mock: tokens=2]]"),
-                                  "/v1beta/models/gemini-2.5-flash:streamGenerateContent")));
+  res =
+      ParseResponse(handler.Handle(Post(GeminiBody("x [[mock: tokens=2]]"),
+                                        "/v1beta/models/gemini-2.5-flash:streamGenerateContent")));
   EXPECT_EQ(res[http::field::content_type], "application/json; charset=UTF-8");
   EXPECT_EQ(json::parse(res.body()).as_array().size(), 3u);
   const json::value stats = json::parse(handler.stats().ToJson());
@@ -591,20 +577,21 @@ TEST(MockHandlerGeminiTest, SseStreamAndJsonArrayStream) {
 
 TEST(MockHandlerGeminiTest, RateLimitHasRetryInfoButNoRetryAfterHeader) {
   MockHandler handler({});
-  auto res = Parse(handler.Handle(
+  auto res = ParseResponse(handler.Handle(
       Post(GeminiBody("x [[mock: status=429 retry_after=37]]"), std::string(kGeminiPath))));
   EXPECT_EQ(res.result_int(), 429);
   EXPECT_EQ(res.count("retry-after"), 0u);
   EXPECT_THAT(res.body(), HasSubstr(R"("retryDelay":"37s")"));
-  res = Parse(handler.Handle(Post(GeminiBody("x [[mock: tokenz=3]]"), std::string(kGeminiPath))));
+  res = ParseResponse(
+      handler.Handle(Post(GeminiBody("x [[mock: tokenz=3]]"), std::string(kGeminiPath))));
   EXPECT_EQ(res.result_int(), 400);
   EXPECT_EQ(json::parse(res.body()).at("error").at("status"), "INVALID_ARGUMENT");
 }
 
 TEST(MockHandlerGeminiTest, BlockedPromptIsA200AndBillsThePrompt) {
   MockHandler handler({});
-  auto res =
-      Parse(handler.Handle(Post(GeminiBody("x [[mock: block=SAFETY]]"), std::string(kGeminiPath))));
+  auto res = ParseResponse(
+      handler.Handle(Post(GeminiBody("x [[mock: block=SAFETY]]"), std::string(kGeminiPath))));
   EXPECT_EQ(res.result_int(), 200);
   const json::value body = json::parse(res.body());
   EXPECT_EQ(body.at("promptFeedback").at("blockReason"), "SAFETY");
@@ -615,9 +602,9 @@ TEST(MockHandlerGeminiTest, BlockedPromptIsA200AndBillsThePrompt) {
 
 TEST(MockHandlerGeminiTest, StreamErrorIsAnErrorObjectEvent) {
   MockHandler handler({});
-  auto res =
-      Parse(handler.Handle(Post(GeminiBody("x [[mock: tokens=4 stream_error=overloaded_error]]"),
-                                std::string(kGeminiStreamPath))));
+  auto res = ParseResponse(
+      handler.Handle(Post(GeminiBody("x [[mock: tokens=4 stream_error=overloaded_error]]"),
+                          std::string(kGeminiStreamPath))));
   const std::vector<std::string> events = CrlfSseData(res.body());
   ASSERT_EQ(events.size(), 3u);
   const json::value error = json::parse(events[2]);
@@ -627,16 +614,18 @@ TEST(MockHandlerGeminiTest, StreamErrorIsAnErrorObjectEvent) {
 
 TEST(MockHandlerGeminiTest, ModelsAndUnknownMethods) {
   MockHandler handler({});
-  auto list = Parse(handler.Handle(MockHandler::Request(http::verb::get, "/v1beta/models", 11)));
+  auto list =
+      ParseResponse(handler.Handle(MockHandler::Request(http::verb::get, "/v1beta/models", 11)));
   EXPECT_EQ(json::parse(list.body()).at("models").at(0).at("name"), "models/gemini-2.5-flash");
-  auto one = Parse(
+  auto one = ParseResponse(
       handler.Handle(MockHandler::Request(http::verb::get, "/v1beta/models/gemini-2.5-pro", 11)));
   EXPECT_EQ(json::parse(one.body()).at("inputTokenLimit"), 1048576);
-  auto missing =
-      Parse(handler.Handle(MockHandler::Request(http::verb::get, "/v1beta/models/nope", 11)));
+  auto missing = ParseResponse(
+      handler.Handle(MockHandler::Request(http::verb::get, "/v1beta/models/nope", 11)));
   EXPECT_EQ(missing.result_int(), 404);
   EXPECT_EQ(json::parse(missing.body()).at("error").at("status"), "NOT_FOUND");
-  auto method = Parse(handler.Handle(Post(GeminiBody("x"), "/v1beta/models/m:countTokenz")));
+  auto method =
+      ParseResponse(handler.Handle(Post(GeminiBody("x"), "/v1beta/models/m:countTokenz")));
   EXPECT_EQ(method.result_int(), 404);
 }
 
@@ -655,22 +644,22 @@ std::string AzureChat(std::string_view prompt, std::string_view extra = "") {
 
 TEST(MockHandlerAzureTest, ApiVersionAndDeployment) {
   MockHandler handler({});
-  auto res = Parse(
+  auto res = ParseResponse(
       handler.Handle(Post(AzureChat("x"), "/openai/deployments/gpt4o-prod/chat/completions")));
   EXPECT_EQ(res.result_int(), 404);
   EXPECT_EQ(json::parse(res.body()),
             json::parse(R"({"error":{"code":"404","message":"Resource not found"}})"));
-  res = Parse(handler.Handle(
+  res = ParseResponse(handler.Handle(
       Post(AzureChat("x"), "/openai/deployments/gpt4o-prod/chat/completions?api-version=latest")));
   EXPECT_EQ(res.result_int(), 400);
-  res = Parse(handler.Handle(Post(AzureChat("x"), std::string(kAzurePath))));
+  res = ParseResponse(handler.Handle(Post(AzureChat("x"), std::string(kAzurePath))));
   EXPECT_EQ(res.result_int(), 200);
   EXPECT_FALSE(res["apim-request-id"].empty());
   const json::value body = json::parse(res.body());
   EXPECT_EQ(body.at("model"), "gpt4o-prod") << "the deployment names the model";
   EXPECT_TRUE(body.as_object().contains("prompt_filter_results"));
   // The v1 path needs no api-version but a model.
-  res = Parse(handler.Handle(Post(Chat("x"), "/openai/v1/chat/completions")));
+  res = ParseResponse(handler.Handle(Post(Chat("x"), "/openai/v1/chat/completions")));
   EXPECT_EQ(res.result_int(), 200);
   EXPECT_EQ(json::parse(res.body()).at("model"), "gpt-4o-mini");
   EXPECT_EQ(json::parse(handler.stats().ToJson()).at("by_dialect").at("azure").at("requests"), 4);
@@ -679,22 +668,22 @@ TEST(MockHandlerAzureTest, ApiVersionAndDeployment) {
 TEST(MockHandlerAzureTest, ApiKeyHeader) {
   MockHandler handler(
       {.latency_ms = 0, .ttft_ms = 0, .inter_token_ms = 0, .require_key = "azure-key-123456"});
-  auto res = Parse(handler.Handle(Post(AzureChat("x"), std::string(kAzurePath))));
+  auto res = ParseResponse(handler.Handle(Post(AzureChat("x"), std::string(kAzurePath))));
   EXPECT_EQ(res.result_int(), 401);
   EXPECT_THAT(res.body(), HasSubstr("Access denied due to missing subscription key"));
   auto wrong = Post(AzureChat("x"), std::string(kAzurePath));
   wrong.set("api-key", "nope");
-  res = Parse(handler.Handle(wrong));
+  res = ParseResponse(handler.Handle(wrong));
   EXPECT_EQ(res.result_int(), 401);
   EXPECT_THAT(res.body(), HasSubstr("invalid subscription key"));
   auto right = Post(AzureChat("x"), std::string(kAzurePath));
   right.set("api-key", "azure-key-123456");
-  EXPECT_EQ(Parse(handler.Handle(right)).result_int(), 200);
+  EXPECT_EQ(ParseResponse(handler.Handle(right)).result_int(), 200);
 }
 
 TEST(MockHandlerAzureTest, RateLimitContentFilterAndStream) {
   MockHandler handler({});
-  auto res = Parse(handler.Handle(
+  auto res = ParseResponse(handler.Handle(
       Post(AzureChat("x [[mock: status=429 retry_after=6]]"), std::string(kAzurePath))));
   EXPECT_EQ(res.result_int(), 429);
   EXPECT_EQ(res["retry-after"], "6");
@@ -704,14 +693,15 @@ TEST(MockHandlerAzureTest, RateLimitContentFilterAndStream) {
   EXPECT_THAT(std::string(e.at("message").as_string()),
               HasSubstr("API version 2024-10-21 have exceeded token rate limit"));
 
-  res = Parse(handler.Handle(Post(AzureChat("x [[mock: block=SAFETY]]"), std::string(kAzurePath))));
+  res = ParseResponse(
+      handler.Handle(Post(AzureChat("x [[mock: block=SAFETY]]"), std::string(kAzurePath))));
   EXPECT_EQ(res.result_int(), 400);
   const json::value filtered = json::parse(res.body()).at("error");
   EXPECT_EQ(filtered.at("code"), "content_filter");
   EXPECT_EQ(filtered.at("innererror").at("content_filter_result").at("violence").at("filtered"),
             true);
 
-  res = Parse(handler.Handle(
+  res = ParseResponse(handler.Handle(
       Post(AzureChat("x [[mock: tokens=2]]", R"("stream":true)"), std::string(kAzurePath))));
   const std::vector<std::string> events = SseData(res.body());
   ASSERT_EQ(events.size(), 6u);

@@ -44,13 +44,6 @@ constexpr std::array<ErrorTypeEntry, 10> kErrorTypes = {{{"invalid_request_error
                                                          {"timeout_error", 504},
                                                          {"overloaded_error", 529}}};
 
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
 bool IsSpace(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
@@ -128,6 +121,18 @@ json::value ParseJsonBody(std::string_view body, json::storage_ptr storage,
   json::parse_options options;
   options.max_depth = 256;  // tool JSON schemas nest deeply
   return json::parse(json::string_view(body.data(), body.size()), ec, std::move(storage), options);
+}
+
+const json::value& RequestJson::Parse(std::string_view body, boost::system::error_code& ec) {
+  value_ = ParseJsonBody(body, &resource_, ec);
+  return value_;
+}
+
+uint64_t SplitMix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
 }
 
 uint64_t Fnv1a64(std::string_view text) {

@@ -29,9 +29,12 @@
 // and cache writes included; completion_tokens counts all output, reasoning included. Each dialect
 // maps it to its own semantics when rendering.
 
+#include <algorithm>
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -41,6 +44,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "boost/json/array.hpp"
+#include "boost/json/monotonic_resource.hpp"
 #include "boost/json/storage_ptr.hpp"
 #include "boost/json/string_view.hpp"
 #include "boost/json/value.hpp"
@@ -69,6 +73,30 @@ std::optional<int64_t> AsInteger(const boost::json::value& v);
 boost::json::value ParseJsonBody(std::string_view body, boost::json::storage_ptr storage,
                                  boost::system::error_code& ec);
 
+// A request body's JSON, parsed (ParseJsonBody) into a 16 KiB arena inside the object first, as
+// most requests are small, and the heap beyond. Meant as a local of one request parse: the value
+// lives as long as this object, which can be neither copied nor moved. Not thread-safe.
+class RequestJson {
+ public:
+  RequestJson() = default;
+  RequestJson(const RequestJson&) = delete;
+  RequestJson& operator=(const RequestJson&) = delete;
+
+  // Parses `body`, replacing value(); on a syntax error `ec` is set.
+  const boost::json::value& Parse(std::string_view body, boost::system::error_code& ec);
+  const boost::json::value& value() const { return value_; }
+
+ private:
+  alignas(std::max_align_t) unsigned char arena_[16384];
+  boost::json::monotonic_resource resource_{arena_, sizeof(arena_)};
+  boost::json::value value_ = boost::json::value(boost::json::storage_ptr(&resource_));
+};
+
+// Whether `v` is one of `list` (a short, fixed list of names: a linear scan).
+inline bool OneOf(std::span<const std::string_view> list, std::string_view v) {
+  return std::find(list.begin(), list.end(), v) != list.end();
+}
+
 inline std::string_view ToStd(boost::json::string_view s) { return {s.data(), s.size()}; }
 inline std::string_view ToStd(absl::string_view s) { return {s.data(), s.size()}; }
 // absl::StrCat takes absl::string_view, which is not std::string_view in this abseil.
@@ -79,6 +107,9 @@ inline absl::string_view Av(std::string_view s) { return {s.data(), s.size()}; }
 
 // 64-bit FNV-1a of `text`.
 uint64_t Fnv1a64(std::string_view text);
+
+// SplitMix64: advances `state` and returns its next pseudo-random value (deterministic).
+uint64_t SplitMix64(uint64_t& state);
 
 // The text of a message's `content` as OpenAI and Anthropic shape it: a string as is; for an
 // array, the `text` of every part/block of type "text", concatenated; anything else (null, images,

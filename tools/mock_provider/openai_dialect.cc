@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "boost/json/monotonic_resource.hpp"
 #include "boost/json/object.hpp"
 #include "boost/json/string.hpp"
 
@@ -23,64 +22,6 @@ void AppendNullableString(std::string& out, std::string_view value) {
   } else {
     AppendJsonString(out, value);
   }
-}
-
-// --- OpenAI's validation errors ---------------------------------------------------------------
-
-ApiError InvalidRequest(std::string message, std::string param = "", std::string code = "") {
-  ApiError e;
-  e.status = 400;
-  e.message = std::move(message);
-  e.param = std::move(param);
-  e.code = std::move(code);
-  return e;
-}
-
-ApiError MissingParam(const std::string& param) {
-  return InvalidRequest(absl::StrCat("Missing required parameter: '", param, "'."), param,
-                        "missing_required_parameter");
-}
-
-ApiError InvalidType(const std::string& param, std::string_view expected, const json::value& got) {
-  return InvalidRequest(absl::StrCat("Invalid type for '", param, "': expected ", Av(expected),
-                                     ", but got ", Av(JsonTypeName(got)), " instead."),
-                        param, "invalid_type");
-}
-
-ApiError InvalidValue(const std::string& param, std::string_view got, std::string_view supported) {
-  return InvalidRequest(
-      absl::StrCat("Invalid value: '", Av(got), "'. Supported values are: ", Av(supported), "."),
-      param, "invalid_value");
-}
-
-ApiError EmptyArray(const std::string& param) {
-  return InvalidRequest(absl::StrCat("Invalid '", param,
-                                     "': empty array. Expected an array with minimum length 1, "
-                                     "but got an empty array instead."),
-                        param, "empty_array");
-}
-
-// Validates an integer parameter in [min, max]; `out` receives it (untouched when null/absent).
-std::optional<ApiError> CheckInteger(const json::object& body, const char* name, int64_t min,
-                                     int64_t max, int64_t& out) {
-  const json::value* v = body.if_contains(name);
-  if (v == nullptr || v->is_null()) return std::nullopt;
-  std::optional<int64_t> n = AsInteger(*v);
-  if (!n) return InvalidType(name, "an integer", *v);
-  if (*n < min) {
-    return InvalidRequest(
-        absl::StrCat("Invalid '", name, "': integer below minimum value. Expected a value >= ", min,
-                     ", but got ", *n, " instead."),
-        name, "integer_below_min_value");
-  }
-  if (*n > max) {
-    return InvalidRequest(
-        absl::StrCat("Invalid '", name, "': integer above maximum value. Expected a value <= ", max,
-                     ", but got ", *n, " instead."),
-        name, "integer_above_max_value");
-  }
-  out = *n;
-  return std::nullopt;
 }
 
 constexpr std::array<std::string_view, 34> kKnownParams = {"audio",
@@ -470,14 +411,14 @@ std::optional<Reply> CheckAzureAuth(const HttpRequest& request, std::string_view
   return r;
 }
 
-constexpr std::string_view kDeploymentsPrefix = "/openai/deployments/";
 constexpr std::string_view kChatSuffix = "/chat/completions";
 
 // The deployment of an Azure deployment path ("" for other paths).
 std::string_view Deployment(std::string_view path) {
-  if (!path.starts_with(kDeploymentsPrefix) || !path.ends_with(kChatSuffix)) return {};
-  const std::string_view d = path.substr(
-      kDeploymentsPrefix.size(), path.size() - kDeploymentsPrefix.size() - kChatSuffix.size());
+  if (!path.starts_with(kAzureDeploymentsPrefix) || !path.ends_with(kChatSuffix)) return {};
+  const std::string_view d =
+      path.substr(kAzureDeploymentsPrefix.size(),
+                  path.size() - kAzureDeploymentsPrefix.size() - kChatSuffix.size());
   return d.find('/') == std::string_view::npos ? d : std::string_view();
 }
 
@@ -491,6 +432,100 @@ void AppendModel(std::string& out, std::string_view id) {
 }
 
 }  // namespace
+
+ApiError InvalidRequest(std::string message, std::string param, std::string code) {
+  ApiError e;
+  e.status = 400;
+  e.message = std::move(message);
+  e.param = std::move(param);
+  e.code = std::move(code);
+  return e;
+}
+
+ApiError MissingParam(const std::string& param) {
+  return InvalidRequest(absl::StrCat("Missing required parameter: '", param, "'."), param,
+                        "missing_required_parameter");
+}
+
+ApiError InvalidType(const std::string& param, std::string_view expected, const json::value& got) {
+  return InvalidRequest(absl::StrCat("Invalid type for '", param, "': expected ", Av(expected),
+                                     ", but got ", Av(JsonTypeName(got)), " instead."),
+                        param, "invalid_type");
+}
+
+ApiError InvalidValue(const std::string& param, std::string_view got, std::string_view supported) {
+  return InvalidRequest(
+      absl::StrCat("Invalid value: '", Av(got), "'. Supported values are: ", Av(supported), "."),
+      param, "invalid_value");
+}
+
+ApiError EmptyArray(const std::string& param) {
+  return InvalidRequest(absl::StrCat("Invalid '", param,
+                                     "': empty array. Expected an array with minimum length 1, "
+                                     "but got an empty array instead."),
+                        param, "empty_array");
+}
+
+std::optional<ApiError> CheckInteger(const json::object& body, const char* name, int64_t min,
+                                     int64_t max, int64_t& out) {
+  const json::value* v = body.if_contains(name);
+  if (v == nullptr || v->is_null()) return std::nullopt;
+  std::optional<int64_t> n = AsInteger(*v);
+  if (!n) return InvalidType(name, "an integer", *v);
+  if (*n < min) {
+    return InvalidRequest(
+        absl::StrCat("Invalid '", name, "': integer below minimum value. Expected a value >= ", min,
+                     ", but got ", *n, " instead."),
+        name, "integer_below_min_value");
+  }
+  if (*n > max) {
+    return InvalidRequest(
+        absl::StrCat("Invalid '", name, "': integer above maximum value. Expected a value <= ", max,
+                     ", but got ", *n, " instead."),
+        name, "integer_above_max_value");
+  }
+  out = *n;
+  return std::nullopt;
+}
+
+std::optional<ApiError> ParseOpenAiRequestObject(std::string_view body,
+                                                 std::span<const std::string_view> known_params,
+                                                 RequestJson& doc) {
+  boost::system::error_code ec;
+  const json::value& root = doc.Parse(body, ec);
+  if (ec) {
+    return InvalidRequest(
+        "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+        "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+        "sent was not valid JSON. If you have trouble figuring out how to fix this, please "
+        "contact us through our help center at help.openai.com.)");
+  }
+  if (!root.is_object()) {
+    return InvalidRequest(
+        absl::StrCat("Invalid type for request body: expected an object, but got ",
+                     Av(JsonTypeName(root)), " instead."));
+  }
+  for (const auto& kv : root.get_object()) {
+    const std::string_view k = ToStd(kv.key());
+    if (!OneOf(known_params, k)) {
+      return InvalidRequest(absl::StrCat("Unrecognized request argument supplied: ", Av(k)));
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<ApiError> ParseOpenAiModel(const json::object& req, std::string_view default_model,
+                                         std::string& model) {
+  const json::value* v = req.if_contains("model");
+  const bool no_model = v == nullptr || v->is_null() || (v->is_string() && v->get_string().empty());
+  if (no_model && default_model.empty()) {
+    return InvalidRequest("you must provide a model parameter", "model",
+                          "missing_required_parameter");
+  }
+  if (!no_model && !v->is_string()) return InvalidType("model", "a string", *v);
+  model = no_model ? std::string(default_model) : std::string(ToStd(v->get_string()));
+  return std::nullopt;
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -566,39 +601,11 @@ ApiError ForcedError(int status, std::string_view model, int64_t retry_after_s) 
 
 std::optional<ApiError> ParseChatRequest(std::string_view body, ChatRequest& out,
                                          std::string_view default_model) {
-  // Most requests are small: parse into a stack arena first.
-  alignas(std::max_align_t) unsigned char arena[16384];
-  json::monotonic_resource mr(arena, sizeof(arena));
-  boost::system::error_code ec;
-  const json::value root = ParseJsonBody(body, &mr, ec);
-  if (ec) {
-    return InvalidRequest(
-        "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
-        "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
-        "sent was not valid JSON. If you have trouble figuring out how to fix this, please "
-        "contact us through our help center at help.openai.com.)");
-  }
-  if (!root.is_object()) {
-    return InvalidRequest(
-        absl::StrCat("Invalid type for request body: expected an object, but got ",
-                     Av(JsonTypeName(root)), " instead."));
-  }
-  const json::object& req = root.get_object();
-  for (const auto& kv : req) {
-    const std::string_view k = ToStd(kv.key());
-    if (std::find(kKnownParams.begin(), kKnownParams.end(), k) == kKnownParams.end()) {
-      return InvalidRequest(absl::StrCat("Unrecognized request argument supplied: ", Av(k)));
-    }
-  }
-
-  const json::value* model = req.if_contains("model");
-  const bool no_model =
-      model == nullptr || model->is_null() || (model->is_string() && model->get_string().empty());
-  if (no_model && default_model.empty()) {
-    return InvalidRequest("you must provide a model parameter", "model",
-                          "missing_required_parameter");
-  }
-  if (!no_model && !model->is_string()) return InvalidType("model", "a string", *model);
+  RequestJson doc;
+  if (auto e = ParseOpenAiRequestObject(body, kKnownParams, doc)) return e;
+  const json::object& req = doc.value().get_object();
+  std::string model;
+  if (auto e = ParseOpenAiModel(req, default_model, model)) return e;
 
   const json::value* messages = req.if_contains("messages");
   if (messages == nullptr || messages->is_null()) return MissingParam("messages");
@@ -649,7 +656,7 @@ std::optional<ApiError> ParseChatRequest(std::string_view body, ChatRequest& out
   if (auto e = ValidateToolChoice(req, tools, chosen)) return e;
 
   out = ChatRequest();
-  out.model = no_model ? std::string(default_model) : std::string(ToStd(model->get_string()));
+  out.model = std::move(model);
   out.stream = stream;
   out.include_usage = include_usage;
   out.n = static_cast<int>(n);

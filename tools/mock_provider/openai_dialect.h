@@ -21,12 +21,16 @@
 //     prompt_filter_results;
 //   * block=REASON answers 400 code "content_filter" with innererror.content_filter_result.
 
+#include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "boost/json/object.hpp"
+#include "boost/json/value.hpp"
 #include "tools/mock_provider/dialect.h"
 #include "tools/mock_provider/mock_logic.h"
 
@@ -60,6 +64,37 @@ ApiError ForcedError(int status, std::string_view model, int64_t retry_after_s);
 Reply OpenAiErrorReply(const ApiError& error, uint64_t seq, int64_t processing_ms = 0);
 
 // ---------------------------------------------------------------------------------------------
+// Validation errors (400 invalid_request_error) in OpenAI's words, shared by chat completions and
+// the embeddings API (embeddings.h). `param` and `code` "" render as null.
+
+ApiError InvalidRequest(std::string message, std::string param = "", std::string code = "");
+// "Missing required parameter: '<param>'." (code missing_required_parameter).
+ApiError MissingParam(const std::string& param);
+// "Invalid type for '<param>': expected <expected>, but got <JsonTypeName(got)> instead."
+ApiError InvalidType(const std::string& param, std::string_view expected,
+                     const boost::json::value& got);
+// "Invalid value: '<got>'. Supported values are: <supported>." (code invalid_value).
+ApiError InvalidValue(const std::string& param, std::string_view got, std::string_view supported);
+// "Invalid '<param>': empty array. ..." (code empty_array).
+ApiError EmptyArray(const std::string& param);
+
+// Validates the integer parameter `name` of `body` in [min, max]; `out` receives it (untouched
+// when null or absent).
+std::optional<ApiError> CheckInteger(const boost::json::object& body, const char* name, int64_t min,
+                                     int64_t max, int64_t& out);
+
+// The start of every request parse: parses `body` into `doc`, requires a JSON object and only
+// parameters listed in `known_params`. On success doc.value().is_object().
+std::optional<ApiError> ParseOpenAiRequestObject(std::string_view body,
+                                                 std::span<const std::string_view> known_params,
+                                                 RequestJson& doc);
+
+// The `model` parameter of `req` into `model`: a non-empty string, or `default_model` when it is
+// missing, null or "" and `default_model` is non-empty (Azure deployments).
+std::optional<ApiError> ParseOpenAiModel(const boost::json::object& req,
+                                         std::string_view default_model, std::string& model);
+
+// ---------------------------------------------------------------------------------------------
 // Requests.
 
 // Validates `body` as OpenAI does (JSON object; model: string; messages: non-empty array of
@@ -75,6 +110,9 @@ std::optional<ApiError> ParseChatRequest(std::string_view body, ChatRequest& out
 // Responses.
 
 enum class OpenAiFlavor { kOpenAi, kAzure };
+
+// Azure's deployment routes start with this ("/openai/deployments/{deployment}/...").
+inline constexpr std::string_view kAzureDeploymentsPrefix = "/openai/deployments/";
 
 inline constexpr std::string_view kSystemFingerprint = "fp_mock";
 
