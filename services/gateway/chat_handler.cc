@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <optional>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "boost/asio/as_tuple.hpp"
 #include "boost/asio/async_result.hpp"
 #include "boost/asio/co_spawn.hpp"
@@ -94,6 +97,8 @@ v1::OutcomeErrorKind OutcomeKindOf(UpstreamErrorKind kind) {
 v1::OutcomeErrorKind OutcomeKindOfStatus(unsigned status) {
   if (status == 429) return v1::OUTCOME_ERROR_RATE_LIMITED;
   if (status == 529) return v1::OUTCOME_ERROR_OVERLOADED;
+  // The provider refused Tollgate's credentials for this deployment: its fault, not the client's.
+  if (status == 401 || status == 403) return v1::OUTCOME_ERROR_UPSTREAM;
   if (status >= 500) return v1::OUTCOME_ERROR_UPSTREAM;
   if (status >= 400) return v1::OUTCOME_ERROR_CLIENT;
   return v1::OUTCOME_ERROR_NONE;
@@ -126,17 +131,31 @@ int64_t NowUnixMicros() {
       .count();
 }
 
-// The provider key named by a deployment's api_key_env. The environment is read once per thread
-// and cached; the value is never logged.
-std::string ProviderApiKey(const std::string& env) {
+// The provider key of a deployment: the environment variable named by api_key_env, else the
+// file named by the deployment option api_key_file (a mounted Kubernetes secret; surrounding
+// whitespace trimmed). Read once per thread and cached; the value is never logged.
+std::string ProviderApiKey(const v1::Deployment& d) {
+  const std::string& env = d.api_key_env();
+  const std::string file(DeploymentOption(d, "api_key_file"));
   thread_local absl::flat_hash_map<std::string, std::string> cache;
-  auto it = cache.find(env);
+  const std::string cache_key = absl::StrCat(env, "\n", file);
+  auto it = cache.find(cache_key);
   if (it != cache.end()) return it->second;
-  const char* value = env.empty() ? nullptr : std::getenv(env.c_str());
-  if (!env.empty() && (value == nullptr || *value == '\0')) {
+  std::string key;
+  if (const char* value = env.empty() ? nullptr : std::getenv(env.c_str())) key = value;
+  if (key.empty() && !file.empty()) {
+    std::ifstream in(file);
+    std::stringstream content;
+    content << in.rdbuf();
+    key = std::string(absl::StripAsciiWhitespace(content.str()));
+    if (key.empty()) {
+      LogWarn("provider API key file is missing or empty",
+              {{"api_key_file", file}, {"deployment", d.id()}});
+    }
+  } else if (key.empty() && !env.empty()) {
     LogWarn("provider API key environment variable is not set", {{"api_key_env", env}});
   }
-  return cache.emplace(env, value ? value : "").first->second;
+  return cache.emplace(cache_key, std::move(key)).first->second;
 }
 
 std::string_view HeaderValue(const HttpRequest& request, std::string_view name) {
@@ -369,6 +388,32 @@ void ChatHandler::Handle(std::shared_ptr<HttpSession> session, HttpRequest reque
   }
   *ctx.event.mutable_attribution() = std::move(*attribution);
   ctx.estimated_input_tokens = EstimateTokens(static_cast<int64_t>(text.size()));
+  // A virtual key may be limited to models and to one feature (tollgatectl keys create).
+  if (absl::Status allowed = CheckModelAllowed(ctx.key, ctx.info.model); !allowed.ok()) {
+    ReplyError(ctx, 403, "permission_error", "model_not_allowed", "model",
+               std::string(allowed.message()));
+    Record(ctx, nullptr, 403, "model_not_allowed", v1::TokenUsage(), 0);
+    return;
+  }
+  if (ctx.key.restrictions != nullptr && !ctx.key.restrictions->feature.empty() &&
+      ctx.event.attribution().feature() != ctx.key.restrictions->feature) {
+    ReplyError(ctx, 403, "permission_error", "feature_not_allowed", "",
+               absl::StrCat("This API key may only be used for the feature '",
+                            ctx.key.restrictions->feature,
+                            "' (send it in the x-tollgate-feature header)."));
+    Record(ctx, nullptr, 403, "feature_not_allowed", v1::TokenUsage(), 0);
+    return;
+  }
+  if (guardrails_ != nullptr) {  // before any provider sees the prompt; redacts ctx.body in place
+    GuardrailDecision guard = guardrails_->Enforce(ctx.key.team, ctx.key.id, ctx.request_id,
+                                                   text.size(), ctx.body, metrics_);
+    if (guard.blocked) {
+      ReplyError(ctx, guard.http_status, "invalid_request_error", guard.code, guard.param,
+                 guard.message);
+      Record(ctx, nullptr, guard.http_status, guard.code, v1::TokenUsage(), 0);
+      return;
+    }
+  }
 
   asio::any_io_executor executor = ctx.session->executor();
   std::string request_id = ctx.request_id;
@@ -444,7 +489,7 @@ asio::awaitable<void> ChatHandler::Serve(std::unique_ptr<ChatContext> owned) {
   RouteCache* cache = nullptr;
   std::string request_class;
   uint64_t generation = 0;
-  if (options_.route_cache && snapshots_ != nullptr) {
+  if (options_.route_cache && !options_.snapshot_routing_only && snapshots_ != nullptr) {
     const router::ClassifierConfig* classifier = worker->classifier(*snapshots_);
     const std::string& hint = ctx.route_request.class_hint();
     if (classifier != nullptr && (hint.empty() || router::ParseRequestClass(hint).has_value())) {
@@ -464,6 +509,16 @@ asio::awaitable<void> ChatHandler::Serve(std::unique_ptr<ChatContext> owned) {
     }
   }
 
+  if (!ctx.route_cached && options_.snapshot_routing_only && snapshots_ != nullptr) {
+    // The no-routing baseline: priority order from the pushed catalog, no Route call.
+    if (std::shared_ptr<const v1::RouterSnapshot> snapshot = snapshots_->Get()) {
+      absl::StatusOr<v1::RouteResponse> routed = RouteFromSnapshot(*snapshot, ctx.route_request);
+      if (routed.ok()) {
+        ctx.route = std::move(*routed);
+        ctx.route_cached = true;
+      }
+    }
+  }
   if (!ctx.route_cached) {
     absl::StatusOr<v1::RouteResponse> routed = co_await Route(ctx);
     if (!routed.ok() && RouterUnreachable(routed.status().code()) && snapshots_ != nullptr) {
@@ -664,7 +719,7 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, Ups
          std::string(target.status().message()));
     co_return Outcome::kNext;
   }
-  const std::string api_key = ProviderApiKey(d.api_key_env());
+  const std::string api_key = ProviderApiKey(d);
   ctx.call = ProviderCall{.deployment = &d,
                           .base_path = target->base_path,
                           .api_key = api_key,
@@ -726,9 +781,19 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, Ups
          absl::StrCat("upstream status ", status), absl::StrCat("upstream returned ", status));
     co_return Outcome::kNext;
   }
+  if (status == 401 || status == 403) {
+    // The provider refused the deployment's credentials (a missing, wrong or revoked provider
+    // key, a region or model not enabled for the account): the client's request is fine and
+    // another deployment may serve it. The client never sees the provider's auth error.
+    exchange.Finish();
+    fail(status, UpstreamErrorKind::kNone, "http_auth",
+         "the provider refused the deployment's credentials",
+         absl::StrCat("upstream returned ", status, " (provider credentials)"));
+    co_return Outcome::kNext;
+  }
   if (status < 200 || status >= 300) {
-    // The provider rejected the request itself (400, 401, 404, ...): another deployment would
-    // most likely too, so the client gets the provider's answer as it is.
+    // The provider rejected the request itself (400, 404, 422, ...): another deployment would
+    // most likely too, so the client gets the provider's answer (in the client's API shape).
     absl::StatusOr<std::string> body = co_await exchange.ReadAll(kMaxPassthroughBodyBytes);
     if (!body.ok()) {
       const UpstreamErrorKind kind = exchange.error_kind();

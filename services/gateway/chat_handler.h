@@ -6,7 +6,8 @@
 //   1. authenticate the virtual key (401 invalid_api_key);
 //   2. parse the body once (Boost.JSON, per-request monotonic storage) and validate it (400,
 //      naming the field); attribute it (team/key/environment from the key, feature, customer,
-//      tags, environment from headers; 400 on malformed attribution headers);
+//      tags, environment from headers; 400 on malformed attribution headers); apply the key's
+//      guardrails (guardrails.h: 400 / 413 when blocked, PII redacted in the body in place);
 //   3. route: a decision-cache hit (per-thread RouteCache, on by default), else Router.Route
 //      (asynchronous gRPC, deadline; 404 model_not_found, 400 when no deployment can serve the
 //      request, 403 model_not_allowed when the team may not use the model); when Route fails or
@@ -52,6 +53,7 @@
 #include "services/gateway/auth.h"
 #include "services/gateway/catalog_snapshot.h"
 #include "services/gateway/gateway_metrics.h"
+#include "services/gateway/guardrails.h"
 #include "services/gateway/http_server.h"
 #include "services/gateway/ledger_client.h"
 #include "services/gateway/outcome_reporter.h"
@@ -103,6 +105,11 @@ struct ChatHandlerOptions {
   std::chrono::milliseconds retry_backoff{25};
   // Reuse Route answers within their cache scope and TTL (needs a SnapshotStore).
   bool route_cache = true;
+  // Route every request from the Watch snapshot in priority order without calling Router.Route
+  // (no policies, no health beyond what the snapshot says): the "no-routing" baseline the
+  // benchmark compares the decision cache against. Requests the snapshot cannot route still go
+  // to the router.
+  bool snapshot_routing_only = false;
   size_t max_upstream_body_bytes = 16 * 1024 * 1024;
   size_t max_stream_event_bytes = 1024 * 1024;
 };
@@ -129,6 +136,10 @@ class ChatHandler {
     snapshots_ = snapshots;
     outcomes_ = outcomes;
   }
+
+  // Optional (call before serving; must outlive the handler): guardrails applied to every
+  // request after attribution and before routing (guardrails.h). Null: none.
+  void SetGuardrails(const Guardrails* guardrails) { guardrails_ = guardrails; }
 
   void Handle(std::shared_ptr<HttpSession> session, HttpRequest request,
               ChatIngress ingress = ChatIngress::kChatCompletions);
@@ -171,6 +182,7 @@ class ChatHandler {
   GatewayMetrics* const metrics_;
   SnapshotStore* snapshots_ = nullptr;
   OutcomeReporter* outcomes_ = nullptr;
+  const Guardrails* guardrails_ = nullptr;
 };
 
 }  // namespace tollgate::gateway

@@ -7,6 +7,27 @@
 //       team: platform
 //       environment: dev           # optional
 //
+//   guardrails:                  # optional (docs/guardrails.md, guardrails.h)
+//     defaults:                  # a policy; every field optional
+//       max_input_tokens: 32000  # estimated input tokens; 0 = no limit -> 400
+//       max_request_bytes: 1048576  # raw body bytes; 0 = no limit -> 413
+//       blocked_patterns:        # RE2 regexes -> 400 content_blocked naming the rule
+//         - name: codename       # unique within the list
+//           regex: '(?i)project\s+falcon'
+//       pii:                     # detector: off | log | redact | block (default off)
+//         email: redact          # detectors: email phone card iban national_id secret
+//         secret: block
+//       log_payloads: false      # log the post-redaction body at info level
+//     teams:                     # by team name: overrides of the defaults
+//       alpha: {pii: {email: log}, log_payloads: true}
+//     keys:                      # by api key id (config or control-plane keys): overrides of
+//       alpha-key: {max_input_tokens: 1000}   # the key's team policy
+//
+// A level's unset fields inherit (key -> team -> defaults -> off); `blocked_patterns`, when set,
+// replaces the inherited list ([] clears it); `pii` is merged per detector. Regexes are compiled
+// at load (GatewayConfig::guardrails); a bad one is an error naming the rule and RE2's message.
+// Team names and key ids are not checked against `keys` (keys may come from the control plane).
+//
 //   absl::StatusOr<GatewayConfig> config = LoadGatewayConfig("/etc/tollgate/gateway.yaml");
 //
 // Validation is strict so that typos fail at start: unknown fields, missing or empty key/id/team,
@@ -15,11 +36,13 @@
 // Pure functions; thread-safe.
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "services/gateway/guardrails.h"
 
 namespace tollgate::gateway {
 
@@ -34,6 +57,9 @@ struct ApiKeyConfig {
 
 struct GatewayConfig {
   std::vector<ApiKeyConfig> keys;
+  // The `guardrails:` section as written, and compiled (null when the section is absent).
+  GuardrailsConfig guardrails_config;
+  std::shared_ptr<const Guardrails> guardrails;
 };
 
 // Parses YAML text; `source` names it in error messages. Errors: kInvalidArgument.

@@ -62,6 +62,82 @@ TEST(GatewayConfig, Errors) {
       "keys[1]: duplicate id 'a'");
 }
 
+constexpr const char* kOneKey = "keys:\n  - key: tg-aaaaaaaa\n    id: a\n    team: t\n";
+
+TEST(GatewayConfig, ParsesGuardrails) {
+  auto config = ParseGatewayConfig(std::string(kOneKey) + R"yaml(
+guardrails:
+  defaults:
+    max_input_tokens: 32000
+    max_request_bytes: 1048576
+    blocked_patterns:
+      - name: codename
+        regex: '(?i)project\s+falcon'
+    pii:
+      email: redact
+      secret: block
+      card: block
+  teams:
+    t:
+      pii: {email: log}
+      log_payloads: true
+  keys:
+    a:
+      max_input_tokens: 1000
+      blocked_patterns: []
+)yaml",
+                                   "gateway.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_NE(config->guardrails, nullptr);
+  const GuardrailsConfig& g = config->guardrails_config;
+  EXPECT_EQ(g.defaults.max_input_tokens, 32000);
+  EXPECT_EQ(g.defaults.max_request_bytes, 1048576);
+  ASSERT_TRUE(g.defaults.blocked_patterns.has_value());
+  EXPECT_EQ(g.defaults.blocked_patterns->at(0).name, "codename");
+  EXPECT_EQ(g.defaults.pii[static_cast<size_t>(PiiDetector::kEmail)], PiiMode::kRedact);
+  EXPECT_FALSE(g.defaults.pii[static_cast<size_t>(PiiDetector::kPhone)].has_value());
+
+  Guardrails::Effective key = config->guardrails->Resolve("t", "a");
+  EXPECT_EQ(key.max_input_tokens, 1000);
+  EXPECT_EQ(key.max_request_bytes, 1048576);
+  EXPECT_EQ(key.pii[static_cast<size_t>(PiiDetector::kEmail)], PiiMode::kLog);
+  EXPECT_EQ(key.pii[static_cast<size_t>(PiiDetector::kCard)], PiiMode::kBlock);
+  EXPECT_TRUE(key.log_payloads);
+  EXPECT_EQ(key.patterns, nullptr);
+  EXPECT_NE(config->guardrails->Resolve("other", "b").patterns, nullptr);
+  EXPECT_FALSE(config->guardrails->Resolve("other", "b").log_payloads);
+
+  auto none = ParseGatewayConfig(kOneKey, "gateway.yaml");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->guardrails, nullptr);
+}
+
+TEST(GatewayConfig, GuardrailErrors) {
+  const std::string k = kOneKey;
+  ExpectError(k + "guardrails: [1]\n", "'guardrails' must be a mapping");
+  ExpectError(k + "guardrails:\n  default: {}\n", "guardrails: unknown field 'default'");
+  ExpectError(k + "guardrails:\n  defaults:\n    max_input_tokens: -1\n",
+              "guardrails.defaults.max_input_tokens must be a non-negative integer");
+  ExpectError(k + "guardrails:\n  defaults:\n    max_request_bytes: lots\n",
+              "max_request_bytes must be a non-negative integer");
+  ExpectError(k + "guardrails:\n  defaults:\n    pii: {mail: redact}\n", "unknown detector 'mail'");
+  ExpectError(k + "guardrails:\n  teams:\n    t:\n      pii: {email: hide}\n",
+              "guardrails.teams.t.pii.email must be off, log, redact or block");
+  ExpectError(k + "guardrails:\n  keys:\n    a:\n      log_payloads: maybe\n",
+              "guardrails.keys.a.log_payloads must be true or false");
+  ExpectError(k + "guardrails:\n  defaults:\n    blocked_patterns:\n      - regex: x\n",
+              "blocked_patterns[0]: missing 'name'");
+  ExpectError(k + "guardrails:\n  teams:\n    t:\n      blocked_patterns:\n"
+                  "        - name: broken\n          regex: 'a(b'\n",
+              "gw.yaml:10: guardrails.teams.t.blocked_patterns[0] (rule 'broken'): invalid regex: "
+              "missing )");
+  ExpectError(k + "guardrails:\n  defaults:\n    blocked_patterns:\n"
+                  "        - {name: x, regex: a}\n        - {name: x, regex: b}\n",
+              "duplicate rule name 'x'");
+  ExpectError(k + "guardrails:\n  defaults:\n    blocked_patterns:\n      - {name: x, rgx: a}\n",
+              "unknown field 'rgx'");
+}
+
 TEST(GatewayConfig, DuplicateKeyErrorDoesNotLeakTheSecret) {
   auto config = ParseGatewayConfig(
       "keys:\n  - key: tg-secret-value-1\n    id: a\n    team: t\n"

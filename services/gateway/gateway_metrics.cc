@@ -84,7 +84,7 @@ GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> registry,
       upstream_errors_(prometheus::BuildCounter()
                            .Name("tollgate_gateway_upstream_errors_total")
                            .Help("Failed upstream attempts by kind (connect, tls, timeout, "
-                                 "http_429, http_5xx, protocol, stream)")
+                                 "http_429, http_5xx, http_auth, protocol, stream)")
                            .Register(*registry_)),
       ledger_queue_depth_(&prometheus::BuildGauge()
                                .Name("tollgate_gateway_ledger_queue_depth")
@@ -146,6 +146,13 @@ GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> registry,
                         .Help("1 once a catalog snapshot from the router's Watch stream is held")
                         .Register(*registry_)
                         .Add({});
+  guardrail_actions_ = &prometheus::BuildCounter()
+                            .Name("tollgate_gateway_guardrail_actions_total")
+                            .Help(
+                                "Guardrail actions by team, detector (a PII detector, "
+                                "pattern:<rule>, max_input_tokens, max_request_bytes) and action "
+                                "(block, redact: matches replaced, log: matches only logged)")
+                            .Register(*registry_);
 }
 
 template <typename T>
@@ -299,6 +306,11 @@ void GatewayMetrics::AddOutcomes(std::string_view result, double n) {
 
 void GatewayMetrics::RecordWatchEvent(std::string_view kind) {
   Child(*watch_events_, {"kind"}, {kind}).Increment();
+}
+
+void GatewayMetrics::RecordGuardrailAction(std::string_view team, std::string_view detector,
+                                           std::string_view action, double n) {
+  Child(*guardrail_actions_, {"team", "detector", "action"}, {team, detector, action}).Increment(n);
 }
 
 }  // namespace tollgate::gateway

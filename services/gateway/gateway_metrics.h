@@ -92,6 +92,12 @@ class GatewayMetrics {
   // tollgate_gateway_router_snapshot_held: 1 once a catalog snapshot was received.
   void SetSnapshotHeld(bool held) { snapshot_held_->Set(held ? 1 : 0); }
 
+  // Guardrails (guardrails.h). tollgate_gateway_guardrail_actions_total{team,detector,action}:
+  // detector is a PII detector name, "pattern:<rule>" (rule names come from the config),
+  // "max_input_tokens" or "max_request_bytes"; action in block, redact, log. `n` matches.
+  void RecordGuardrailAction(std::string_view team, std::string_view detector,
+                             std::string_view action, double n);
+
   // The label value to use for a client-supplied feature (see the class comment).
   // A bounded label value: `value` while fewer than `limit` distinct values were admitted to
   // `cap` (or it already was), else "other". Empty stays empty.
@@ -139,6 +145,7 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Counter>* outcomes_ = nullptr;
   prometheus::Family<prometheus::Counter>* watch_events_ = nullptr;
   prometheus::Gauge* snapshot_held_ = nullptr;
+  prometheus::Family<prometheus::Counter>* guardrail_actions_ = nullptr;
 
 };
 

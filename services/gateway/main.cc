@@ -8,12 +8,15 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/ssl/context.hpp"
 #include "grpcpp/create_channel.h"
@@ -27,6 +30,7 @@
 #include "services/gateway/config.h"
 #include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
+#include "services/gateway/key_watch.h"
 #include "services/gateway/ledger_client.h"
 #include "services/gateway/outcome_reporter.h"
 #include "services/gateway/router_client.h"
@@ -60,6 +64,10 @@ ABSL_FLAG(int64_t, max_total_retry_ms, 30000,
 ABSL_FLAG(int64_t, retry_backoff_ms, 25,
           "Base backoff before the next fallback attempt: base * 2^(attempt-1), jittered to "
           "[half, full]. 0 = no backoff.");
+ABSL_FLAG(bool, snapshot_routing_only, false,
+          "Benchmark baseline: route every request from the router's pushed catalog snapshot in "
+          "priority order, with no Route call and no routing policy (the 'no-routing build' of "
+          "docs/performance.md). Not for production: policies, health and limits are bypassed.");
 ABSL_FLAG(bool, route_cache, true,
           "Reuse Router.Route answers within their cache scope and TTL (per I/O thread, "
           "invalidated by every router Watch event); needs the Watch snapshot.");
@@ -128,6 +136,17 @@ ABSL_FLAG(int64_t, feature_label_limit, 100,
           "Distinct x-tollgate-feature values given their own metric label; later ones are "
           "reported as \"other\".");
 
+ABSL_FLAG(std::string, ledger_admin, "",
+          "Ledger control-plane gRPC address, host:port. When set, the gateway also accepts the "
+          "ledger's virtual keys, pushed on TenancyAdmin.WatchKeys (docs/tenancy.md); needs "
+          "--control_plane_token_file. Empty: only the keys of --config.");
+ABSL_FLAG(std::string, control_plane_token_file, "",
+          "File holding the plaintext control-plane bearer token (a ledger token with role "
+          "gateway) used for WatchKeys; surrounding whitespace is ignored.");
+ABSL_FLAG(int64_t, key_snapshot_wait_ms, 5000,
+          "With --ledger_admin: at start, how long to wait for the first virtual-key snapshot "
+          "before listening anyway (ledger keys are refused until it arrives).");
+
 namespace tollgate::gateway {
 namespace {
 
@@ -165,6 +184,27 @@ int Run() {
   absl::StatusOr<GatewayConfig> config = LoadGatewayConfig(config_path);
   if (!config.ok()) Die(std::string(config.status().message()));
   KeyStore keys(KeySnapshot::Build(config->keys));
+  // Virtual keys from the ledger's control plane (docs/tenancy.md).
+  std::unique_ptr<KeyWatcher> key_watcher;
+  if (const std::string ledger_admin = absl::GetFlag(FLAGS_ledger_admin); !ledger_admin.empty()) {
+    const std::string token_path = absl::GetFlag(FLAGS_control_plane_token_file);
+    if (token_path.empty()) Die("--ledger_admin needs --control_plane_token_file");
+    std::ifstream in(token_path, std::ios::binary);
+    if (!in) Die(absl::StrCat("cannot read --control_plane_token_file ", token_path));
+    std::ostringstream text;
+    text << in.rdbuf();
+    std::string token(absl::StripAsciiWhitespace(text.str()));
+    if (token.empty()) Die(absl::StrCat("--control_plane_token_file ", token_path, " is empty"));
+    key_watcher = std::make_unique<KeyWatcher>(MakeChannel(ledger_admin), &keys, std::move(token),
+                                               KeyWatcher::Options{});
+    key_watcher->Start();
+    if (!key_watcher->WaitForFirstSnapshot(
+            absl::Milliseconds(std::max<int64_t>(0, absl::GetFlag(FLAGS_key_snapshot_wait_ms))))) {
+      LogWarn("no virtual-key snapshot from the ledger yet; serving static keys only until it "
+              "arrives",
+              {{"ledger_admin", ledger_admin}});
+    }
+  }
 
   const int threads = absl::GetFlag(FLAGS_threads);
   const int max_attempts = absl::GetFlag(FLAGS_max_attempts);
@@ -250,11 +290,13 @@ int Run() {
       ms(Positive("max_total_retry_ms", absl::GetFlag(FLAGS_max_total_retry_ms)));
   chat_options.retry_backoff = ms(std::max<int64_t>(0, absl::GetFlag(FLAGS_retry_backoff_ms)));
   chat_options.route_cache = absl::GetFlag(FLAGS_route_cache);
+  chat_options.snapshot_routing_only = absl::GetFlag(FLAGS_snapshot_routing_only);
   chat_options.max_upstream_body_bytes = static_cast<size_t>(
       Positive("max_upstream_body_bytes", absl::GetFlag(FLAGS_max_upstream_body_bytes)));
   chat_options.max_stream_event_bytes = static_cast<size_t>(
       Positive("max_stream_event_bytes", absl::GetFlag(FLAGS_max_stream_event_bytes)));
   ChatHandler chat(chat_options, &keys, &router, ledger.get(), &metrics);
+  chat.SetGuardrails(config->guardrails.get());
   chat.SetRouting(&snapshots, &outcomes);
   ApiHandler api(&chat, &keys, &router, &metrics);
   api.SetLedger(ledger.get());  // 503 spool_full while the spool is full under policy reject
@@ -325,6 +367,7 @@ int Run() {
   }
   server->reset();
   watcher.Stop();
+  if (key_watcher != nullptr) key_watcher->Stop();
   outcomes.Stop();
 
   const size_t lost =

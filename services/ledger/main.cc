@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <ctime>
 #include <memory>
@@ -30,6 +31,10 @@
 #include "services/ledger/ledger_metrics.h"
 #include "services/ledger/maintenance.h"
 #include "services/ledger/store.h"
+#include "services/ledger/tenancy_admin_guard.h"
+#include "services/ledger/tenancy_auth.h"
+#include "services/ledger/tenancy_service.h"
+#include "services/ledger/tenancy_store.h"
 
 ABSL_FLAG(std::string, database_url, "",
           "PostgreSQL connection (libpq URL or key=value string). Default: the environment "
@@ -84,6 +89,18 @@ ABSL_FLAG(bool, migrate_only, false,
           "ledgers), and exit 0 without serving: for deployment hooks such as the Helm chart's "
           "migration Job.");
 ABSL_FLAG(int, max_batch_bytes, 16 << 20, "Largest ingest batch message accepted, in bytes.");
+ABSL_FLAG(std::string, admin_tokens_file, "",
+          "YAML file of control-plane bearer tokens (SHA-256 hashes) and their roles: admin, "
+          "team-admin, viewer, gateway (docs/tenancy.md). Required by the TenancyAdmin service "
+          "(teams, virtual keys, audit, WatchKeys), whose calls all fail UNAUTHENTICATED without "
+          "it. When set, LedgerAdmin calls need a token too (team-admin and viewer tokens read "
+          "only their team's spend). Empty: LedgerAdmin calls are not authenticated (a warning "
+          "is logged).");
+ABSL_FLAG(int, key_poll_ms, 500,
+          "How often the ledger rereads the active virtual keys, so that changes made through "
+          "another ledger replica reach this replica's WatchKeys streams (local changes are "
+          "pushed at once).");
+ABSL_FLAG(int, key_heartbeat_ms, 1000, "Heartbeat interval of idle WatchKeys streams.");
 
 namespace tollgate::ledger {
 namespace {
@@ -104,12 +121,14 @@ bool WaitForStopSignal(const sigset_t& signals, absl::Duration timeout) {
 }
 
 std::unique_ptr<grpc::Server> StartServer(const std::string& address, grpc::Service* service,
-                                          bool health, int max_message_bytes) {
+                                          bool health, int max_message_bytes,
+                                          grpc::Service* extra_service = nullptr) {
   grpc::EnableDefaultHealthCheckService(health);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(service);
+  if (extra_service != nullptr) builder.RegisterService(extra_service);
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   // Ingest streams live for as long as a gateway runs: ping idle peers so a vanished gateway's
   // stream is torn down, and accept the gateways' own keepalive pings (one per 10 s at most).
@@ -231,6 +250,35 @@ int Run() {
   admin_options.max_pending = static_cast<size_t>(absl::GetFlag(FLAGS_max_pending_queries));
   LedgerAdminService admin(std::move(query_stores), admin_options, **metrics);
 
+  // Teams and virtual keys (docs/tenancy.md), on the admin listener.
+  std::unique_ptr<AdminTokens> admin_tokens;
+  if (const std::string path = absl::GetFlag(FLAGS_admin_tokens_file); !path.empty()) {
+    absl::StatusOr<AdminTokens> loaded = LoadAdminTokens(path);
+    if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
+    admin_tokens = std::make_unique<AdminTokens>(std::move(*loaded));
+    LogInfo("admin tokens loaded", {{"tokens", absl::StrCat(admin_tokens->size())}});
+  } else {
+    LogWarn("no --admin_tokens_file: LedgerAdmin calls are not authenticated and TenancyAdmin "
+            "calls are refused");
+  }
+  if (absl::GetFlag(FLAGS_key_poll_ms) < 10 || absl::GetFlag(FLAGS_key_heartbeat_ms) < 10) {
+    return Fail("--key_poll_ms and --key_heartbeat_ms must be >= 10");
+  }
+  TenancyStore::Options tenancy_store_options;
+  tenancy_store_options.database_url = url;
+  TenancyAdminService::Options tenancy_options;
+  tenancy_options.poll_interval = std::chrono::milliseconds(absl::GetFlag(FLAGS_key_poll_ms));
+  tenancy_options.heartbeat_interval =
+      std::chrono::milliseconds(absl::GetFlag(FLAGS_key_heartbeat_ms));
+  TenancyAdminService tenancy(std::make_unique<TenancyStore>(tenancy_store_options),
+                              admin_tokens.get(), tenancy_options);
+  tenancy.Start();
+  // With tokens, LedgerAdmin calls need one too (docs/tenancy.md).
+  std::unique_ptr<LedgerAdminGuard> guard;
+  if (admin_tokens != nullptr) {
+    guard = std::make_unique<LedgerAdminGuard>(&admin, admin_tokens.get());
+  }
+
   const std::string metrics_address = absl::GetFlag(FLAGS_metrics_listen);
   absl::StatusOr<std::unique_ptr<prometheus::Exposer>> exposer =
       StartMetricsExposer(metrics_address, registry);
@@ -243,7 +291,9 @@ int Run() {
       StartServer(listen, &ingest, /*health=*/true, max_message);
   if (data_server == nullptr) return Fail(absl::StrCat("cannot listen on ", listen, " (--listen)"));
   std::unique_ptr<grpc::Server> admin_server =
-      StartServer(admin_listen, &admin, /*health=*/false, 4 << 20);
+      StartServer(admin_listen,
+                  guard != nullptr ? static_cast<grpc::Service*>(guard.get()) : &admin,
+                  /*health=*/false, 4 << 20, &tenancy);
   if (admin_server == nullptr) {
     data_server->Shutdown();
     return Fail(absl::StrCat("cannot listen on ", admin_listen, " (--admin_listen)"));
@@ -260,6 +310,7 @@ int Run() {
   // Waits for every stream to commit and acknowledge what it read; cancels stragglers.
   data_server->Shutdown(
       absl::ToChronoTime(absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s))));
+  tenancy.Stop();  // ends WatchKeys streams, which would otherwise hold the shutdown
   admin_server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   ingest.Stop();
   admin.Stop();

@@ -72,6 +72,11 @@ fail() { echo "FAIL observability: $*"; failures=$((failures + 1)); }
 suite_start_postgres
 KEY="tg-obs-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 suite_write_gateway_config "$SUITE_STATE/gateway.yaml" "$KEY" obs-team
+# Guardrails on, so their action counter is part of the contract too.
+cat >>"$SUITE_STATE/gateway.yaml" <<'YAML'
+guardrails:
+  defaults: {pii: {email: redact}}
+YAML
 suite_start_services "$SUITE_STATE/gateway.yaml"
 gw="http://127.0.0.1:$SUITE_GW_PORT"
 urls=("$gw/metrics" "http://127.0.0.1:$SUITE_ROUTER_METRICS_PORT/metrics"
@@ -111,6 +116,8 @@ for wave in 1 2; do
   for i in 1 2 3; do
     code=$(chat search '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}')
     [ "$code" = 200 ] || fail "chat request answered $code"
+    code=$(chat search '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"mail jane@example.com"}]}')
+    [ "$code" = 200 ] || fail "redacted chat request answered $code"
     code=$(chat assistant '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"stream please"}]}')
     [ "$code" = 200 ] || fail "streamed chat request answered $code"
   done

@@ -157,7 +157,7 @@ absl::Status Suite::Boot(const SuiteOptions& options) {
             absl::StrReplaceAll(options.catalog_template.empty() ? std::string(kCatalogTemplate)
                                                                  : options.catalog_template,
                                 vars));
-  WriteFile(dir() + "/gateway.yaml", kGatewayConfig);
+  WriteFile(dir() + "/gateway.yaml", std::string(kGatewayConfig) + options.gateway_config_extra);
 
   st = StartLedger();
   if (!st.ok()) return st;
@@ -186,7 +186,9 @@ absl::Status Suite::StartGateway() {
                                       absl::StrCat("--router=127.0.0.1:", router_port_),
                                       absl::StrCat("--ledger=127.0.0.1:", ledger_port_),
                                       "--spool_dir=" + spool_dir()};
-  gateway.insert(gateway.end(), options_.gateway_flags.begin(), options_.gateway_flags.end());
+  for (const std::string& flag : options_.gateway_flags) {
+    gateway.push_back(absl::StrReplaceAll(flag, {{"$LEDGER_ADMIN", ledger_admin_address()}}));
+  }
   // Each run logs to its own file, so a restart keeps the previous run's log.
   const std::string name =
       gateway_restarts_ == 0 ? std::string("gateway") : absl::StrCat("gateway.", gateway_restarts_);
@@ -245,6 +247,7 @@ void Suite::KillMock() {
 }
 
 std::string Suite::router_address() const { return absl::StrCat("127.0.0.1:", router_port_); }
+std::string Suite::ledger_address() const { return absl::StrCat("127.0.0.1:", ledger_port_); }
 
 void Suite::StopLedger() {
   if (ledger_) ledger_->Stop();

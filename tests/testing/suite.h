@@ -22,7 +22,8 @@
 namespace tollgate::testing {
 
 struct SuiteOptions {
-  // Extra flags for each service.
+  // Extra flags for each service. In gateway_flags, "$LEDGER_ADMIN" is replaced by the ledger's
+  // admin address (e.g. "--ledger_admin=$LEDGER_ADMIN" for virtual keys, docs/tenancy.md).
   std::vector<std::string> gateway_flags;
   std::vector<std::string> ledger_flags;
   std::vector<std::string> router_flags;
@@ -34,6 +35,9 @@ struct SuiteOptions {
   // Environment variables added to the gateway process's (inherited) environment, e.g.
   // HTTPS_PROXY / NO_PROXY or a provider key; kept across gateway restarts.
   std::map<std::string, std::string> gateway_env;
+  // YAML appended to the generated gateway config (after its `keys:` list), e.g. a
+  // `guardrails:` section.
+  std::string gateway_config_extra;
 };
 
 class Suite {
@@ -74,6 +78,8 @@ class Suite {
   // Router lifecycle, for router-unavailability tests.
   void KillRouter();
   std::string router_address() const;
+  // The ledger's data-plane address (Ingest), e.g. for an extra gateway started by a test.
+  std::string ledger_address() const;
   std::string catalog_path() const { return dir() + "/catalog.yaml"; }
 
   // Runs tollgatectl with the suite's admin addresses prepended.

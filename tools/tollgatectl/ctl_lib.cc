@@ -203,6 +203,7 @@ constexpr std::string_view kOverview =
     "Global flags:\n"
     "  --router_admin=HOST:PORT  RouterAdmin address (env TOLLGATE_ROUTER_ADMIN; 127.0.0.1:7002)\n"
     "  --ledger_admin=HOST:PORT  LedgerAdmin address (env TOLLGATE_LEDGER_ADMIN; 127.0.0.1:7004)\n"
+    "  --token=TOKEN             ledger control-plane token (env TOLLGATE_ADMIN_TOKEN)\n"
     "  --timeout=DURATION        RPC deadline, e.g. 500ms, 10s (default 10s)\n"
     "\n"
     "Exit status: 0 success, 1 RPC failure, 2 usage error.\n";
@@ -357,6 +358,7 @@ absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, c
   Command cmd;
   if (auto v = env("TOLLGATE_ROUTER_ADMIN"); v && !v->empty()) cmd.global.router_admin = *v;
   if (auto v = env("TOLLGATE_LEDGER_ADMIN"); v && !v->empty()) cmd.global.ledger_admin = *v;
+  if (auto v = env("TOLLGATE_ADMIN_TOKEN"); v && !v->empty()) cmd.global.token = *v;
 
   struct Flag {
     std::string name;  // normalized, without dashes
@@ -428,6 +430,8 @@ absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, c
     } else if (f.name == "ledger-admin") {
       if (f.value.empty()) return Invalid("--ledger_admin must not be empty");
       cmd.global.ledger_admin = f.value;
+    } else if (f.name == "token") {
+      cmd.global.token = f.value;
     } else if (f.name == "timeout") {
       auto d = ParseDuration(f.value);
       if (!d.ok()) return Invalid(absl::StrCat("--timeout: ", std::string(d.status().message())));

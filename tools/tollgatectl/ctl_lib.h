@@ -60,6 +60,9 @@ struct GlobalOptions {
   std::string router_admin = kDefaultRouterAdmin;
   std::string ledger_admin = kDefaultLedgerAdmin;
   absl::Duration timeout = absl::Seconds(10);
+  // Control-plane bearer token (--token, env TOLLGATE_ADMIN_TOKEN), sent to the ledger as
+  // "authorization: Bearer <token>" when not empty (docs/tenancy.md).
+  std::string token;
 };
 
 struct Command {

@@ -20,6 +20,7 @@ int RunSpend(const Command& cmd, std::ostream& out, std::ostream& err) {
       grpc::CreateChannel(cmd.global.ledger_admin, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   SetDeadline(context, cmd.global.timeout);
+  if (!cmd.global.token.empty()) context.AddMetadata("authorization", "Bearer " + cmd.global.token);
   v1::SpendResponse response;
   const grpc::Status status = stub->QuerySpend(&context, cmd.spend_query, &response);
   if (!status.ok()) {

@@ -170,6 +170,8 @@ absl::Status CommonFlag(const Flag& f, LedgerCommand& cmd, bool& handled) {
     cmd.global.ledger_admin = f.value;
   } else if (f.name == "router-admin") {
     // Accepted for symmetry with the other commands; not used here.
+  } else if (f.name == "token") {
+    cmd.global.token = f.value;
   } else if (f.name == "timeout") {
     auto d = ParseDuration(f.value);
     if (!d.ok()) return Invalid(absl::StrCat("--timeout: ", d.status().message()));
@@ -395,6 +397,7 @@ absl::StatusOr<LedgerCommand> ParseLedgerCommand(const std::vector<std::string>&
                                                  const GetEnv& env, absl::Time now) {
   LedgerCommand cmd;
   if (auto v = env("TOLLGATE_LEDGER_ADMIN"); v && !v->empty()) cmd.global.ledger_admin = *v;
+  if (auto v = env("TOLLGATE_ADMIN_TOKEN"); v && !v->empty()) cmd.global.token = *v;
   absl::StatusOr<Parsed> parsed = Split(args);
   if (!parsed.ok()) return parsed.status();
   const std::vector<std::string>& positional = parsed->positional;
@@ -496,6 +499,8 @@ absl::StatusOr<LedgerCommand> ParseLedgerCommand(const std::vector<std::string>&
       cmd.global.ledger_admin = f.value;
     } else if (f.name == "router-admin") {
       // Accepted for symmetry with the other commands; not used here.
+    } else if (f.name == "token") {
+      cmd.global.token = f.value;
     } else if (f.name == "timeout") {
       auto d = ParseDuration(f.value);
       if (!d.ok()) return Invalid(absl::StrCat("--timeout: ", d.status().message()));
@@ -637,6 +642,9 @@ int RunLedgerCommand(const std::vector<std::string>& args, const GetEnv& env, st
       grpc::CreateChannel(cmd->global.ledger_admin, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   SetDeadline(context, cmd->global.timeout);
+  if (!cmd->global.token.empty()) {
+    context.AddMetadata("authorization", "Bearer " + cmd->global.token);
+  }
   if (cmd->kind == LedgerCommand::Kind::kAnomalies) {
     v1::ListAnomaliesResponse response;
     const grpc::Status status = stub->ListAnomalies(&context, cmd->anomalies, &response);

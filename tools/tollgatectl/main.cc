@@ -12,6 +12,7 @@
 #include "tools/tollgatectl/ctl_rpc.h"
 #include "tools/tollgatectl/ledger_cmds.h"
 #include "tools/tollgatectl/route_cmd.h"
+#include "tools/tollgatectl/tenancy_cmds.h"
 
 int main(int argc, char** argv) {
   namespace ctl = tollgate::tools::ctl;
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   };
   if (ctl::IsRouteCommand(args)) return ctl::RunRouteCommand(args, env, std::cout, std::cerr);
   if (ctl::IsLedgerCommand(args)) return ctl::RunLedgerCommand(args, env, std::cout, std::cerr);
+  if (ctl::IsTenancyCommand(args)) return ctl::RunTenancyCommand(args, env, std::cout, std::cerr);
   auto command = ctl::ParseCommandLine(args, env, absl::Now());
   if (!command.ok()) {
     // Show the help of the command being typed, if any.
@@ -32,13 +34,15 @@ int main(int argc, char** argv) {
     }
     std::cerr << "tollgatectl: " << command.status().message() << "\n\n" << ctl::Usage(topic);
     if (topic.empty()) {
-      std::cerr << "\n" << ctl::RouteCommandsOverview() << "\n" << ctl::LedgerCommandsOverview();
+      std::cerr << "\n" << ctl::RouteCommandsOverview() << "\n" << ctl::LedgerCommandsOverview()
+                << "\n" << ctl::TenancyUsage();
     }
     return 2;
   }
   const int code = ctl::RunCommand(*command, std::cout, std::cerr);
   if (command->kind == ctl::Command::Kind::kHelp && command->help_topic.empty()) {
-    std::cout << "\n" << ctl::RouteCommandsOverview() << "\n" << ctl::LedgerCommandsOverview();
+    std::cout << "\n" << ctl::RouteCommandsOverview() << "\n" << ctl::LedgerCommandsOverview()
+              << "\n" << ctl::TenancyUsage();
   }
   return code;
 }

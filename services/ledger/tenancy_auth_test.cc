@@ -1,0 +1,187 @@
+#include "services/ledger/tenancy_auth.h"
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "services/ledger/tenancy_admin_guard.h"
+#include "services/ledger/tenancy_service.h"
+
+namespace tollgate::ledger {
+namespace {
+
+std::string HashHex(const std::string& token) { return HexEncode(Sha256(token)); }
+
+AdminTokens Tokens() {
+  const std::string yaml = absl::StrCat(
+      "tokens:\n"
+      "  - {name: ops, role: admin, sha256: ",
+      HashHex("admin-token"),
+      "}\n"
+      "  - {name: alpha-lead, role: team-admin, team: alpha, sha256: ",
+      HashHex("alpha-token"),
+      "}\n"
+      "  - {name: alpha-viewer, role: viewer, team: alpha, sha256: ",
+      HashHex("viewer-token"),
+      "}\n"
+      "  - {name: gw, role: gateway, sha256: ",
+      HashHex("gw-token"), "}\n");
+  absl::StatusOr<AdminTokens> t = AdminTokens::Parse(yaml, "tokens.yaml");
+  EXPECT_TRUE(t.ok()) << t.status();
+  return *t;
+}
+
+TEST(TenancyKeys, FormatIsPrefixPlusSecretAndHashMatches) {
+  absl::StatusOr<GeneratedKey> a = GenerateKey();
+  absl::StatusOr<GeneratedKey> b = GenerateKey();
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(LooksLikeVirtualKey(a->secret)) << a->secret;
+  EXPECT_EQ(a->secret.substr(0, 12), absl::StrCat("tg-", a->id, "-"));
+  EXPECT_EQ(a->sha256, Sha256(a->secret));
+  EXPECT_EQ(a->sha256.size(), 32u);
+  EXPECT_NE(a->secret, b->secret);
+  // Known vector: SHA-256("abc").
+  EXPECT_EQ(HashHex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(TenancyKeys, KeyReferences) {
+  EXPECT_EQ(*ParseKeyReference("1a2b3c4d"), "1a2b3c4d");
+  EXPECT_EQ(*ParseKeyReference("tg-1a2b3c4d"), "1a2b3c4d");
+  EXPECT_FALSE(ParseKeyReference("").ok());
+  EXPECT_FALSE(ParseKeyReference("1A2B3C4D").ok());
+  EXPECT_FALSE(ParseKeyReference("tg-1a2b").ok());
+  absl::StatusOr<GeneratedKey> k = GenerateKey();
+  absl::StatusOr<std::string> secret = ParseKeyReference(k->secret);
+  ASSERT_FALSE(secret.ok());
+  EXPECT_NE(std::string(secret.status().message()).find("never the secret"), std::string::npos);
+}
+
+TEST(TenancyAuth, AuthenticatesBearerTokensByHash) {
+  const AdminTokens tokens = Tokens();
+  absl::StatusOr<Principal> ops = tokens.Authenticate("Bearer admin-token");
+  ASSERT_TRUE(ops.ok()) << ops.status();
+  EXPECT_EQ(ops->name, "ops");
+  EXPECT_EQ(ops->role, Role::kAdmin);
+  EXPECT_EQ(tokens.Authenticate("bearer alpha-token")->team, "alpha");
+  for (const char* bad : {"", "admin-token", "Basic admin-token", "Bearer nope", "Bearer "}) {
+    absl::StatusOr<Principal> p = tokens.Authenticate(bad);
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kUnauthenticated) << bad;
+  }
+}
+
+TEST(TenancyAuth, TokensFileValidation) {
+  const std::string h = HashHex("x");
+  for (const std::string& bad : {
+           std::string("tokens: []"),
+           absl::StrCat("tokens:\n  - {name: a, role: root, sha256: ", h, "}"),
+           absl::StrCat("tokens:\n  - {name: a, role: team-admin, sha256: ", h, "}"),
+           absl::StrCat("tokens:\n  - {name: a, role: admin, team: x, sha256: ", h, "}"),
+           std::string("tokens:\n  - {name: a, role: admin, sha256: plaintext-token}"),
+           absl::StrCat("tokens:\n  - {name: a, role: admin, sha256: ", h, ", extra: 1}"),
+           absl::StrCat("tokens:\n  - {name: a, role: admin, sha256: ", h,
+                        "}\n  - {name: b, role: admin, sha256: ", h, "}"),
+           absl::StrCat("tokenz: []"),
+       }) {
+    EXPECT_EQ(AdminTokens::Parse(bad, "t.yaml").status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
+TEST(TenancyAuth, RbacDecisions) {
+  const AdminTokens tokens = Tokens();
+  const Principal admin = *tokens.Authenticate("Bearer admin-token");
+  const Principal lead = *tokens.Authenticate("Bearer alpha-token");
+  const Principal viewer = *tokens.Authenticate("Bearer viewer-token");
+  const Principal gw = *tokens.Authenticate("Bearer gw-token");
+  using A = TenancyAction;
+  auto code = [](const absl::Status& s) { return s.code(); };
+  const auto kOk = absl::StatusCode::kOk;
+  const auto kDenied = absl::StatusCode::kPermissionDenied;
+
+  EXPECT_EQ(code(Authorize(admin, A::kCreateTeam, "beta")), kOk);
+  EXPECT_EQ(code(Authorize(admin, A::kRevokeKey, "beta")), kOk);
+  EXPECT_EQ(code(Authorize(admin, A::kWatchKeys, "")), kDenied);
+
+  EXPECT_EQ(code(Authorize(lead, A::kCreateKey, "alpha")), kOk);
+  EXPECT_EQ(code(Authorize(lead, A::kRevokeKey, "alpha")), kOk);
+  EXPECT_EQ(code(Authorize(lead, A::kCreateKey, "beta")), kDenied);
+  EXPECT_EQ(code(Authorize(lead, A::kRevokeKey, "beta")), kDenied);
+  EXPECT_EQ(code(Authorize(lead, A::kListKeys, "beta")), kDenied);
+  EXPECT_EQ(code(Authorize(lead, A::kCreateTeam, "alpha")), kDenied);
+
+  EXPECT_EQ(code(Authorize(viewer, A::kListKeys, "alpha")), kOk);
+  EXPECT_EQ(code(Authorize(viewer, A::kListAudit, "alpha")), kOk);
+  EXPECT_EQ(code(Authorize(viewer, A::kCreateKey, "alpha")), kDenied);
+  EXPECT_EQ(code(Authorize(viewer, A::kRevokeKey, "alpha")), kDenied);
+
+  EXPECT_EQ(code(Authorize(gw, A::kWatchKeys, "")), kOk);
+  EXPECT_EQ(code(Authorize(gw, A::kListKeys, "alpha")), kDenied);
+
+  EXPECT_EQ(*ReadScope(admin, A::kListKeys, ""), "");
+  EXPECT_EQ(*ReadScope(admin, A::kListKeys, "beta"), "beta");
+  EXPECT_EQ(*ReadScope(lead, A::kListKeys, ""), "alpha");
+  EXPECT_EQ(ReadScope(lead, A::kListKeys, "beta").status().code(), kDenied);
+  EXPECT_EQ(*ReadScope(viewer, A::kListAudit, ""), "alpha");
+  const absl::Status denied = Authorize(viewer, A::kCreateKey, "alpha");
+  EXPECT_NE(std::string(denied.message()).find("read-only"), std::string::npos) << denied;
+}
+
+TEST(TenancyAuth, SpendReadsAreScopedToTheCallersTeam) {
+  const AdminTokens tokens = Tokens();
+  const Principal admin = *tokens.Authenticate("Bearer admin-token");
+  const Principal viewer = *tokens.Authenticate("Bearer viewer-token");
+  const Principal gw = *tokens.Authenticate("Bearer gw-token");
+  google::protobuf::Map<std::string, std::string> none, alpha, beta;
+  alpha["team"] = "alpha";
+  beta["team"] = "beta";
+  EXPECT_TRUE(AuthorizeSpendRead(admin, none).ok());
+  EXPECT_TRUE(AuthorizeSpendRead(viewer, alpha).ok());
+  const absl::Status unfiltered = AuthorizeSpendRead(viewer, none);
+  EXPECT_EQ(unfiltered.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(std::string(unfiltered.message()).find("team=alpha"), std::string::npos);
+  EXPECT_EQ(AuthorizeSpendRead(viewer, beta).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(AuthorizeSpendRead(gw, alpha).code(), absl::StatusCode::kPermissionDenied);
+}
+
+TEST(TenancyAuth, CreateKeyValidation) {
+  const int64_t now = 1'700'000'000;
+  v1::CreateKeyRequest ok;
+  ok.set_team("alpha");
+  ok.set_expires_unix_s(now + 60);
+  ok.mutable_restrictions()->add_models("gpt-4o-mini");
+  EXPECT_TRUE(ValidateCreateKey(ok, now).ok());
+
+  auto expect_invalid = [&](v1::CreateKeyRequest r, const std::string& field) {
+    absl::Status st = ValidateCreateKey(r, now);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_NE(std::string(st.message()).find(field), std::string::npos) << st;
+  };
+  v1::CreateKeyRequest r = ok;
+  r.clear_team();
+  expect_invalid(r, "team");
+  r = ok;
+  r.set_team("Alpha Team");
+  expect_invalid(r, "team");
+  r = ok;
+  r.set_expires_unix_s(now - 1);
+  expect_invalid(r, "expires_unix_s");
+  r = ok;
+  r.mutable_restrictions()->add_models("");
+  expect_invalid(r, "restrictions.models[1]");
+  r = ok;
+  r.mutable_restrictions()->set_rpm(-1);
+  expect_invalid(r, "restrictions.rpm");
+  r = ok;
+  r.set_name(std::string(200, 'x'));
+  expect_invalid(r, "name");
+}
+
+TEST(TenancyAuth, TeamNames) {
+  EXPECT_TRUE(ValidateTeamName("alpha").ok());
+  EXPECT_TRUE(ValidateTeamName("team-1.prod_x").ok());
+  EXPECT_FALSE(ValidateTeamName("").ok());
+  EXPECT_FALSE(ValidateTeamName("-x").ok());
+  EXPECT_FALSE(ValidateTeamName("Alpha").ok());
+  EXPECT_FALSE(ValidateTeamName(std::string(64, 'a')).ok());
+}
+
+}  // namespace
+}  // namespace tollgate::ledger
