@@ -95,6 +95,11 @@ bool CanUseRollups(const v1::SpendQuery& query) {
   return query.start_unix_s() % 3600 == 0 && query.end_unix_s() % 3600 == 0;
 }
 
+bool CanUseDailyRollups(const v1::SpendQuery& query) {
+  return CanUseRollups(query) && query.start_unix_s() % 86400 == 0 &&
+         query.end_unix_s() % 86400 == 0 && query.bucket() != v1::BUCKET_HOUR;
+}
+
 absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query, SpendSource source) {
   if (query.start_unix_s() < 0 || query.start_unix_s() > kMaxQueryUnixS) {
     return absl::InvalidArgumentError(
@@ -147,21 +152,77 @@ absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query, SpendSource 
     return absl::InvalidArgumentError(
         "spend query cannot use rollups: it has a tag dimension or a bound not on a whole hour");
   }
-  out.from_rollups =
-      source == SpendSource::kRollups || (source == SpendSource::kAuto && can_use_rollups);
+  const bool can_use_daily = CanUseDailyRollups(query);
+  if (source == SpendSource::kDailyRollups && !can_use_daily) {
+    return absl::InvalidArgumentError(
+        "spend query cannot use daily rollups: it has a tag dimension, hour buckets or a bound "
+        "not on a whole UTC day");
+  }
+  out.from_daily_rollups =
+      source == SpendSource::kDailyRollups || (source == SpendSource::kAuto && can_use_daily);
+  out.from_rollups = out.from_daily_rollups || source == SpendSource::kRollups ||
+                     (source == SpendSource::kAuto && can_use_rollups);
+  std::vector<std::string>& params = out.rows_params;
+  // A tag-free query whose bounds are not whole hours ("--since 30d") still reads the hourly
+  // rollups for the whole hours inside its range, and raw events only for the partial hours at
+  // its edges: the same sums, exactly, without scanning the month's events.
+  const int64_t start = query.start_unix_s(), end = query.end_unix_s();
+  const int64_t inner_start = (start + 3599) / 3600 * 3600;  // ceil to the hour
+  const int64_t inner_end = end / 3600 * 3600;               // floor; end 0: open
+  auto is_tag = [](const std::string& d) { return d.rfind(kTagDimensionPrefix, 0) == 0; };
+  bool tag_free = true;
+  for (const std::string& d : query.group_by()) tag_free = tag_free && !is_tag(d);
+  for (const auto& [d, v] : query.filters()) tag_free = tag_free && !is_tag(d);
+  out.split_edges = source == SpendSource::kAuto && !out.from_rollups && tag_free &&
+                    (end == 0 || inner_start < inner_end);
+  std::string table;
+  if (out.split_edges) {
+    const std::string dims = absl::StrJoin(SpendDimensions(), ", ");
+    const std::string tokens =
+        "input_tokens, cached_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, "
+        "output_tokens, reasoning_tokens";
+    const std::string lo = Bind(params, absl::StrCat(inner_start));
+    std::string middle = absl::StrCat("hour >= to_timestamp(", lo, "::bigint)");
+    std::vector<std::string> edges;
+    if (start < inner_start) {
+      edges.push_back(absl::StrCat("(ts >= to_timestamp(", Bind(params, absl::StrCat(start)),
+                                   "::bigint) AND ts < to_timestamp(", lo, "::bigint))"));
+    }
+    if (end != 0) {
+      const std::string hi = Bind(params, absl::StrCat(inner_end));
+      absl::StrAppend(&middle, " AND hour < to_timestamp(", hi, "::bigint)");
+      if (inner_end < end) {
+        edges.push_back(absl::StrCat("(ts >= to_timestamp(", hi, "::bigint) AND ts < to_timestamp(",
+                                     Bind(params, absl::StrCat(end)), "::bigint))"));
+      }
+    }
+    table = absl::StrCat("(SELECT hour AS t, ", dims, ", requests, ", tokens,
+                         ", cost_usd FROM usage_rollups_hourly WHERE ", middle);
+    if (!edges.empty()) {
+      absl::StrAppend(&table, " UNION ALL SELECT ts, ", dims, ", 1, ", tokens, ", ",
+                      std::string(kEventCost), " FROM ", std::string(kEventsWithCorrections),
+                      " WHERE ", absl::StrJoin(edges, " OR "));
+    }
+    absl::StrAppend(&table, ") spend_source");
+  } else {
+    table = out.from_daily_rollups ? "usage_rollups_daily"
+            : out.from_rollups     ? "usage_rollups_hourly"
+                                   : std::string(kEventsWithCorrections);
+  }
+  const bool summed = out.from_rollups || out.split_edges;  // rows carry requests and cost_usd
   // Rollup rows carry the same dimension and sum column names as usage_events.
-  const std::string ts = out.from_rollups ? "hour" : "ts";
-  const std::string table =
-      out.from_rollups ? "usage_rollups_hourly" : std::string(kEventsWithCorrections);
-  const std::string cost = out.from_rollups ? "cost_usd" : std::string(kEventCost);
+  const std::string ts = out.from_daily_rollups ? "day"
+                         : out.from_rollups     ? "hour"
+                         : out.split_edges      ? "t"
+                                                : "ts";
+  const std::string cost = summed ? "cost_usd" : std::string(kEventCost);
   // NUMERIC sums are exact; the cast pins the text to 12 fractional digits.
   const std::string cost_sum = absl::StrCat("COALESCE(sum(", cost, "), 0)::numeric(38,12)::text");
-  const std::string count =
-      out.from_rollups ? "COALESCE(sum(requests), 0)::bigint" : "count(*)::bigint";
+  const std::string count = summed ? "COALESCE(sum(requests), 0)::bigint" : "count(*)::bigint";
   // The WHERE clause comes first so that its parameters are $1..$k in both statements; the
-  // grouped statement's own parameters (tag keys) follow.
+  // grouped statement's own parameters (tag keys) follow. (With split edges the time bounds are
+  // inside the source already; the outer ones are then redundant but harmless.)
   std::vector<std::string> conditions;
-  std::vector<std::string>& params = out.rows_params;
   if (query.start_unix_s() != 0) {
     conditions.push_back(absl::StrCat(
         ts, " >= to_timestamp(", Bind(params, absl::StrCat(query.start_unix_s())), "::bigint)"));

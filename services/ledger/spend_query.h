@@ -29,13 +29,19 @@ inline constexpr std::string_view kTagDimensionPrefix = "tag:";
 // Latest accepted query bound: 9999-12-31T23:59:59Z.
 inline constexpr int64_t kMaxQueryUnixS = 253'402'300'799;
 
-// Where a spend query reads from. kAuto picks the hourly rollups when they give the same answer
-// as the raw events: no tag dimension in group_by or filters, and start and end on whole UTC hours
-// (0 counts as aligned); raw usage_events otherwise.
-enum class SpendSource { kAuto, kEvents, kRollups };
+// Where a spend query reads from. kAuto picks the daily rollups when they give the same answer as
+// the raw events: no tag dimension in group_by or filters, start and end on whole UTC days (0
+// counts as aligned) and buckets other than hours; else the hourly rollups when start and end are
+// on whole UTC hours; else, without tags, the hourly rollups for the whole hours inside the range
+// plus raw events for the partial hours at its edges (split_edges); raw usage_events otherwise.
+// kRollups forces the hourly rollups, kDailyRollups the daily ones (both: error when they cannot
+// answer exactly).
+enum class SpendSource { kAuto, kEvents, kRollups, kDailyRollups };
 
 // True when `query` can be answered from usage_rollups_hourly.
 bool CanUseRollups(const v1::SpendQuery& query);
+// True when `query` can be answered from usage_rollups_daily.
+bool CanUseDailyRollups(const v1::SpendQuery& query);
 
 struct SpendSql {
   // Columns, in order: one text column per group_by entry; bucket start (bigint, Unix seconds)
@@ -49,7 +55,11 @@ struct SpendSql {
   std::vector<std::string> total_params;
   int group_columns = 0;
   bool bucketed = false;
-  bool from_rollups = false;  // reads usage_rollups_hourly
+  bool from_rollups = false;        // reads usage_rollups_hourly or usage_rollups_daily
+  bool from_daily_rollups = false;  // reads usage_rollups_daily
+  // kAuto, tag-free, bounds not on whole hours: the hourly rollups for the whole hours inside the
+  // range plus raw events for the partial hours at its edges (same sums, exactly).
+  bool split_edges = false;
   // Paging: rows_sql skips `offset` rows and, when page_size > 0, returns at most page_size + 1
   // (a row beyond page_size means another page follows).
   int64_t offset = 0;

@@ -166,5 +166,65 @@ TEST(BuildSpendSqlTest, AutoUsesRollupsOnlyForHourAlignedTagFreeQueries) {
   EXPECT_FALSE(BuildSpendSql(q, SpendSource::kEvents)->from_rollups);
 }
 
+TEST(BuildSpendSqlTest, AutoUsesDailyRollupsForDayAlignedRangesWithoutHourBuckets) {
+  v1::SpendQuery q = Query({"team", "feature"});
+  q.set_start_unix_s(1'709'251'200);  // 2024-03-01T00:00:00Z
+  q.set_end_unix_s(q.start_unix_s() + 30 * 86400);
+  absl::StatusOr<SpendSql> daily = BuildSpendSql(q);
+  ASSERT_TRUE(daily.ok()) << daily.status();
+  EXPECT_TRUE(daily->from_rollups);
+  EXPECT_TRUE(daily->from_daily_rollups);
+  EXPECT_THAT(daily->rows_sql, HasSubstr("FROM usage_rollups_daily"));
+  EXPECT_THAT(daily->rows_sql, HasSubstr("day >= to_timestamp($1::bigint)"));
+  EXPECT_THAT(daily->total_sql, HasSubstr("FROM usage_rollups_daily"));
+  for (v1::Bucket b : {v1::BUCKET_DAY, v1::BUCKET_WEEK, v1::BUCKET_MONTH}) {
+    v1::SpendQuery bucketed = q;
+    bucketed.set_bucket(b);
+    EXPECT_TRUE(BuildSpendSql(bucketed)->from_daily_rollups) << b;
+  }
+  // Hour buckets or an hour-aligned bound: hourly rollups; a forced daily source is refused.
+  v1::SpendQuery hourly = q;
+  hourly.set_bucket(v1::BUCKET_HOUR);
+  EXPECT_FALSE(BuildSpendSql(hourly)->from_daily_rollups);
+  EXPECT_TRUE(BuildSpendSql(hourly)->from_rollups);
+  EXPECT_EQ(BuildSpendSql(hourly, SpendSource::kDailyRollups).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  v1::SpendQuery partial_day = q;
+  partial_day.set_end_unix_s(q.end_unix_s() - 3600);
+  EXPECT_FALSE(BuildSpendSql(partial_day)->from_daily_rollups);
+  EXPECT_THAT(BuildSpendSql(partial_day)->rows_sql, HasSubstr("FROM usage_rollups_hourly"));
+  // Forcing hourly rollups still reads them.
+  EXPECT_THAT(BuildSpendSql(q, SpendSource::kRollups)->rows_sql,
+              HasSubstr("FROM usage_rollups_hourly"));
+  v1::SpendQuery tagged = q;
+  (*tagged.mutable_filters())["tag:project"] = "x";
+  EXPECT_FALSE(BuildSpendSql(tagged)->from_rollups);
+}
+
+TEST(BuildSpendSqlTest, UnalignedTagFreeRangesReadHourlyRollupsInsideAndEventsAtTheEdges) {
+  v1::SpendQuery q = Query({"team"});
+  q.set_start_unix_s(1'709'251'200 + 1800);         // 00:30
+  q.set_end_unix_s(1'709'251'200 + 5 * 3600 + 60);  // 05:01
+  absl::StatusOr<SpendSql> sql = BuildSpendSql(q);
+  ASSERT_TRUE(sql.ok()) << sql.status();
+  EXPECT_FALSE(sql->from_rollups);
+  EXPECT_TRUE(sql->split_edges);
+  EXPECT_THAT(sql->rows_sql, HasSubstr("FROM usage_rollups_hourly WHERE hour >= to_timestamp($1"));
+  EXPECT_THAT(sql->rows_sql, HasSubstr("UNION ALL SELECT ts"));
+  EXPECT_THAT(sql->total_sql, HasSubstr("UNION ALL SELECT ts"));
+  // The bounds: inner 01:00..05:00, edges [00:30, 01:00) and [05:00, 05:01).
+  EXPECT_THAT(sql->rows_params, ::testing::ElementsAre("1709254800", "1709253000", "1709269200",
+                                                       "1709269260", "1709253000", "1709269260"));
+  // Within one hour there is nothing whole to read from the rollups: raw events only.
+  v1::SpendQuery short_range = q;
+  short_range.set_end_unix_s(q.start_unix_s() + 600);
+  EXPECT_FALSE(BuildSpendSql(short_range)->split_edges);
+  // Tags, or an explicit source, never split.
+  v1::SpendQuery tagged = q;
+  (*tagged.mutable_filters())["tag:project"] = "x";
+  EXPECT_FALSE(BuildSpendSql(tagged)->split_edges);
+  EXPECT_FALSE(BuildSpendSql(q, SpendSource::kEvents)->split_edges);
+}
+
 }  // namespace
 }  // namespace tollgate::ledger

@@ -190,6 +190,11 @@ std::string InsertFromStagingSql() {
       ", cost_usd), ", "roll AS (INSERT INTO usage_rollups_hourly AS r (hour, ", dims, ", requests",
       token_cols, ", cost_usd) SELECT date_trunc('hour', ts, 'UTC'), ", dims, ", count(*)", sums,
       ", sum(cost_usd) FROM ins GROUP BY 1, ", dims, " ORDER BY 1, ", dims, " ON CONFLICT (hour, ",
+      dims, ") DO UPDATE SET ", updates, " RETURNING 1), ",
+      // The daily rollups likewise (migration 0006), after every hourly row, in key order.
+      "roll_daily AS (INSERT INTO usage_rollups_daily AS r (day, ", dims, ", requests", token_cols,
+      ", cost_usd) SELECT date_trunc('day', ts, 'UTC'), ", dims, ", count(*)", sums,
+      ", sum(cost_usd) FROM ins GROUP BY 1, ", dims, " ORDER BY 1, ", dims, " ON CONFLICT (day, ",
       dims, ") DO UPDATE SET ", updates, " RETURNING 1) ", "SELECT count(*)::bigint FROM ins");
 }
 
@@ -653,6 +658,24 @@ absl::StatusOr<v1::RepriceResponse> PostgresUsageStore::Reprice(const v1::Repric
             // with. Refuse rather than make spend disagree with the corrections.
             return absl::InternalError(
                 "reprice: hourly rollups are missing rows for repriced events; nothing written");
+          }
+          // The daily rollups (migration 0006) by the same deltas, after the hourly ones, in key
+          // order (the ingest statement's lock order).
+          const pqxx::result day_groups = txn.exec(absl::StrCat(
+              "SELECT count(*) FROM (SELECT 1 FROM tollgate_reprice WHERE new_cost <> old_cost "
+              "GROUP BY date_trunc('day', ts, 'UTC'), ",
+              dims, ") g"));
+          const pqxx::result day_updated = txn.exec(
+              absl::StrCat("UPDATE usage_rollups_daily r SET cost_usd = r.cost_usd + d.delta FROM ("
+                           "SELECT date_trunc('day', ts, 'UTC') AS day, ",
+                           dims,
+                           ", sum(new_cost - old_cost) AS delta FROM tollgate_reprice "
+                           "WHERE new_cost <> old_cost GROUP BY 1, ",
+                           dims, " ORDER BY 1, ", dims, ") d WHERE r.day = d.day", dims_match));
+          if (static_cast<int64_t>(day_updated.affected_rows()) !=
+              day_groups.at(0).at(0).as<int64_t>()) {
+            return absl::InternalError(
+                "reprice: daily rollups are missing rows for repriced events; nothing written");
           }
         }
         const pqxx::result summary = txn.exec(
