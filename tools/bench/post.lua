@@ -21,4 +21,11 @@ function done(summary, latency, requests)
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
     latency:percentile(99), non2xx,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+  -- The latency distribution, for the plot: percentile and microseconds.
+  local pcts = {}
+  for _, p in ipairs({0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99}) do
+    local v = (p == 0) and latency.min or latency:percentile(p)
+    table.insert(pcts, string.format("%s:%d", p, v))
+  end
+  io.write("PCTS " .. table.concat(pcts, " ") .. "\n")
 end
