@@ -5,7 +5,7 @@ set(TOLLGATE_WARNING_FLAGS -Wall -Wextra -Werror -Wno-unused-parameter)
 
 function(tollgate_apply_common target)
   target_compile_options(${target} PRIVATE ${TOLLGATE_WARNING_FLAGS})
-  target_compile_definitions(${target} PRIVATE BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW)
+  target_compile_definitions(${target} PRIVATE BOOST_ASIO_NO_DEPRECATED)
   if(TOLLGATE_SANITIZER STREQUAL "address")
     target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer)
     target_link_options(${target} PRIVATE -fsanitize=address,undefined)
