@@ -353,6 +353,40 @@ absl::StatusOr<std::pair<std::string, std::string>> ParseFilter(std::string_view
   return std::make_pair(std::move(dim), std::string(text.substr(eq + 1)));
 }
 
+absl::StatusOr<CtlArgs> SplitArgs(const std::vector<std::string>& args,
+                                  const std::function<bool(std::string_view)>& is_bool) {
+  CtlArgs out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "-h" || arg == "--help" || arg == "-help") {
+      out.help = true;
+      continue;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {
+      out.positional.push_back(arg);
+      continue;
+    }
+    std::string_view body(arg);
+    body.remove_prefix(body.starts_with("--") ? 2 : 1);
+    const size_t eq = body.find('=');
+    CtlFlag flag{NormalizeFlag(body.substr(0, eq)), "", false};
+    if (flag.name.empty()) return Invalid(absl::StrCat("bad flag '", arg, "'"));
+    if (eq != std::string_view::npos) {
+      flag.value = std::string(body.substr(eq + 1));
+      flag.has_value = true;
+    } else if (is_bool(flag.name)) {
+      flag.value = "true";
+    } else if (i + 1 < args.size()) {
+      flag.value = args[++i];
+      flag.has_value = true;
+    } else {
+      return Invalid(absl::StrCat("flag --", flag.name, " needs a value"));
+    }
+    out.flags.push_back(std::move(flag));
+  }
+  return out;
+}
+
 absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, const GetEnv& env,
                                          absl::Time now) {
   Command cmd;
@@ -360,39 +394,12 @@ absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, c
   if (auto v = env("TOLLGATE_LEDGER_ADMIN"); v && !v->empty()) cmd.global.ledger_admin = *v;
   if (auto v = env("TOLLGATE_ADMIN_TOKEN"); v && !v->empty()) cmd.global.token = *v;
 
-  struct Flag {
-    std::string name;  // normalized, without dashes
-    std::string value;
-  };
-  std::vector<Flag> flags;
-  std::vector<std::string> positional;
-  bool help = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "-h" || arg == "--help" || arg == "-help") {
-      help = true;
-      continue;
-    }
-    if (arg.size() < 2 || arg[0] != '-') {
-      positional.push_back(arg);
-      continue;
-    }
-    std::string_view body(arg);
-    body.remove_prefix(body.starts_with("--") ? 2 : 1);
-    const size_t eq = body.find('=');
-    Flag flag{NormalizeFlag(body.substr(0, eq)), ""};
-    if (flag.name.empty()) return Invalid(absl::StrCat("bad flag '", arg, "'"));
-    if (eq != std::string_view::npos) {
-      flag.value = std::string(body.substr(eq + 1));
-    } else if (flag.name == "compare") {
-      flag.value = "true";  // the only flag without a value
-    } else if (i + 1 < args.size()) {
-      flag.value = args[++i];
-    } else {
-      return Invalid(absl::StrCat("flag --", flag.name, " needs a value"));
-    }
-    flags.push_back(std::move(flag));
-  }
+  absl::StatusOr<CtlArgs> split =
+      SplitArgs(args, [](std::string_view name) { return name == "compare"; });
+  if (!split.ok()) return split.status();
+  const std::vector<CtlFlag>& flags = split->flags;
+  const std::vector<std::string>& positional = split->positional;
+  const bool help = split->help;
 
   const std::string command = positional.empty() ? "" : positional.front();
   if (command == "help") {
@@ -423,7 +430,7 @@ absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, c
 
   std::vector<std::string> group_by;
   std::optional<int64_t> since, until;
-  for (const Flag& f : flags) {
+  for (const CtlFlag& f : flags) {
     if (f.name == "router-admin") {
       if (f.value.empty()) return Invalid("--router_admin must not be empty");
       cmd.global.router_admin = f.value;

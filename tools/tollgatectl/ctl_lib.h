@@ -31,6 +31,25 @@
 
 namespace tollgate::tools::ctl {
 
+// One command-line flag: "--name=value", "-name=value", "--name value", or a boolean "--name"
+// (value "true", has_value false). '_' in names reads as '-'.
+struct CtlFlag {
+  std::string name;
+  std::string value;
+  bool has_value = false;
+};
+
+struct CtlArgs {
+  std::vector<CtlFlag> flags;
+  std::vector<std::string> positional;  // everything that is not a flag or a flag's value
+  bool help = false;                    // -h / --help / -help was given
+};
+
+// Splits a command line; `is_bool(name)` flags (normalized names) never take the next argument
+// as their value. Errors: kInvalidArgument for "--" / "-=" and a non-boolean flag without value.
+absl::StatusOr<CtlArgs> SplitArgs(const std::vector<std::string>& args,
+                                  const std::function<bool(std::string_view)>& is_bool);
+
 inline constexpr const char* kDefaultRouterAdmin = "127.0.0.1:7002";
 inline constexpr const char* kDefaultLedgerAdmin = "127.0.0.1:7004";
 

@@ -24,57 +24,10 @@ namespace {
 
 absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
 
-std::string NormalizeFlag(std::string_view name) {
-  std::string n(name);
-  std::replace(n.begin(), n.end(), '_', '-');
-  return n;
-}
-
-bool IsBoolFlag(const std::string& name) { return name == "dry-run"; }
-
-bool IsHelp(const std::string& arg) { return arg == "-h" || arg == "--help" || arg == "-help"; }
-
-struct Flag {
-  std::string name;
-  std::string value;
-  bool has_value = false;
-};
-
-struct Parsed {
-  std::vector<Flag> flags;
-  std::vector<std::string> positional;
-  bool help = false;
-};
+using Parsed = CtlArgs;
 
 absl::StatusOr<Parsed> Split(const std::vector<std::string>& args) {
-  Parsed p;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (IsHelp(arg)) {
-      p.help = true;
-      continue;
-    }
-    if (arg.size() < 2 || arg[0] != '-') {
-      p.positional.push_back(arg);
-      continue;
-    }
-    std::string_view body(arg);
-    body.remove_prefix(body.starts_with("--") ? 2 : 1);
-    const size_t eq = body.find('=');
-    Flag flag{NormalizeFlag(body.substr(0, eq)), "", false};
-    if (flag.name.empty()) return Invalid(absl::StrCat("bad flag '", arg, "'"));
-    if (eq != std::string_view::npos) {
-      flag.value = std::string(body.substr(eq + 1));
-      flag.has_value = true;
-    } else if (!IsBoolFlag(flag.name)) {
-      if (i + 1 >= args.size())
-        return Invalid(absl::StrCat("flag --", flag.name, " needs a value"));
-      flag.value = args[++i];
-      flag.has_value = true;
-    }
-    p.flags.push_back(std::move(flag));
-  }
-  return p;
+  return SplitArgs(args, [](std::string_view name) { return name == "dry-run"; });
 }
 
 bool IsLedgerTopic(std::string_view name) {
@@ -163,7 +116,7 @@ std::string Table(const std::vector<std::vector<std::string>>& rows, size_t left
   return out;
 }
 
-absl::Status CommonFlag(const Flag& f, LedgerCommand& cmd, bool& handled) {
+absl::Status CommonFlag(const CtlFlag& f, LedgerCommand& cmd, bool& handled) {
   handled = true;
   if (f.name == "ledger-admin") {
     if (f.value.empty()) return Invalid("--ledger_admin must not be empty");
@@ -188,7 +141,7 @@ absl::StatusOr<LedgerCommand> ParseExport(const Parsed& parsed, const GetEnv&, a
   cmd.kind = LedgerCommand::Kind::kExportFocus;
   cmd.global.timeout = absl::Minutes(10);
   bool since = false;
-  for (const Flag& f : parsed.flags) {
+  for (const CtlFlag& f : parsed.flags) {
     bool handled = false;
     if (absl::Status st = CommonFlag(f, cmd, handled); !st.ok()) return st;
     if (handled) continue;
@@ -414,7 +367,7 @@ absl::StatusOr<LedgerCommand> ParseLedgerCommand(const std::vector<std::string>&
   }
   if (command == "anomalies") {
     cmd.kind = LedgerCommand::Kind::kAnomalies;
-    for (const Flag& f : parsed->flags) {
+    for (const CtlFlag& f : parsed->flags) {
       bool handled = false;
       if (absl::Status st = CommonFlag(f, cmd, handled); !st.ok()) return st;
       if (handled) continue;
@@ -448,7 +401,7 @@ absl::StatusOr<LedgerCommand> ParseLedgerCommand(const std::vector<std::string>&
   }
   if (command == "reconcile") {
     cmd.kind = LedgerCommand::Kind::kReconcile;
-    for (const Flag& f : parsed->flags) {
+    for (const CtlFlag& f : parsed->flags) {
       bool handled = false;
       if (absl::Status st = CommonFlag(f, cmd, handled); !st.ok()) return st;
       if (handled) continue;
@@ -477,7 +430,7 @@ absl::StatusOr<LedgerCommand> ParseLedgerCommand(const std::vector<std::string>&
   v1::RepriceRequest& r = cmd.reprice;
   v1::DeploymentPrices* prices = r.add_prices();
   bool since = false;
-  for (const Flag& f : parsed->flags) {
+  for (const CtlFlag& f : parsed->flags) {
     auto time = [&](int64_t& out) -> absl::Status {
       absl::StatusOr<int64_t> t = ParseTimeSpec(f.value, now);
       if (!t.ok()) return Invalid(absl::StrCat("--", f.name, ": ", t.status().message()));

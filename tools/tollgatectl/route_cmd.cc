@@ -22,15 +22,7 @@ namespace {
 
 absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
 
-std::string NormalizeFlag(std::string_view name) {
-  std::string n(name);
-  std::replace(n.begin(), n.end(), '_', '-');
-  return n;
-}
-
-bool IsBoolFlag(const std::string& name) { return name == "stream" || name == "tools"; }
-
-bool IsHelp(const std::string& arg) { return arg == "-h" || arg == "--help" || arg == "-help"; }
+bool IsBoolFlag(std::string_view name) { return name == "stream" || name == "tools"; }
 
 bool ParseInt64(std::string_view text, int64_t& out) {
   if (text.empty()) return false;
@@ -38,22 +30,11 @@ bool ParseInt64(std::string_view text, int64_t& out) {
   return ec == std::errc() && ptr == text.data() + text.size();
 }
 
-// The positional arguments, skipping flags and their values (same rules as ParseCommandLine;
-// --stream and --tools take no value).
+// The positional arguments (same rules as ParseRouteCommand; --stream and --tools take no
+// value); empty when the command line does not split.
 std::vector<std::string> Positional(const std::vector<std::string>& args) {
-  std::vector<std::string> positional;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (IsHelp(arg)) continue;
-    if (arg.size() < 2 || arg[0] != '-') {
-      positional.push_back(arg);
-      continue;
-    }
-    std::string_view body(arg);
-    body.remove_prefix(body.starts_with("--") ? 2 : 1);
-    if (body.find('=') == std::string_view::npos && !IsBoolFlag(NormalizeFlag(body))) ++i;
-  }
-  return positional;
+  absl::StatusOr<CtlArgs> split = SplitArgs(args, IsBoolFlag);
+  return split.ok() ? split->positional : std::vector<std::string>();
 }
 
 std::string Table(const std::vector<std::vector<std::string>>& rows,
@@ -184,40 +165,11 @@ absl::StatusOr<RouteCommand> ParseRouteCommand(const std::vector<std::string>& a
                                                const GetEnv& env) {
   RouteCommand cmd;
   if (auto v = env("TOLLGATE_ROUTER_ADMIN"); v && !v->empty()) cmd.global.router_admin = *v;
-  struct Flag {
-    std::string name;
-    std::string value;
-    bool has_value = false;
-  };
-  std::vector<Flag> flags;
-  std::vector<std::string> positional;
-  bool help = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (IsHelp(arg)) {
-      help = true;
-      continue;
-    }
-    if (arg.size() < 2 || arg[0] != '-') {
-      positional.push_back(arg);
-      continue;
-    }
-    std::string_view body(arg);
-    body.remove_prefix(body.starts_with("--") ? 2 : 1);
-    const size_t eq = body.find('=');
-    Flag flag{NormalizeFlag(body.substr(0, eq)), "", false};
-    if (flag.name.empty()) return Invalid(absl::StrCat("bad flag '", arg, "'"));
-    if (eq != std::string_view::npos) {
-      flag.value = std::string(body.substr(eq + 1));
-      flag.has_value = true;
-    } else if (!IsBoolFlag(flag.name)) {
-      if (i + 1 >= args.size())
-        return Invalid(absl::StrCat("flag --", flag.name, " needs a value"));
-      flag.value = args[++i];
-      flag.has_value = true;
-    }
-    flags.push_back(std::move(flag));
-  }
+  absl::StatusOr<CtlArgs> split = SplitArgs(args, IsBoolFlag);
+  if (!split.ok()) return split.status();
+  const std::vector<CtlFlag>& flags = split->flags;
+  const std::vector<std::string>& positional = split->positional;
+  const bool help = split->help;
   if (positional.empty()) return Invalid("no command given");
   if (positional[0] == "help") {
     if (positional.size() != 2) return Invalid("help takes one command");
@@ -255,7 +207,7 @@ absl::StatusOr<RouteCommand> ParseRouteCommand(const std::vector<std::string>& a
   const bool explain = cmd.kind == RouteCommand::Kind::kExplain;
   v1::RouteRequest& r = cmd.request;
   r.set_request_id("tollgatectl-explain");
-  for (const Flag& f : flags) {
+  for (const CtlFlag& f : flags) {
     auto count = [&](const char* what, int64_t& out) -> absl::Status {
       if (!ParseInt64(f.value, out) || out < 0) {
         return Invalid(absl::StrCat("bad --", what, " '", f.value, "' (a non-negative integer)"));

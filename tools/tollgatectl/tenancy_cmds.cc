@@ -21,50 +21,11 @@ namespace {
 absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
 
 bool IsTopic(std::string_view s) { return s == "teams" || s == "keys" || s == "audit"; }
-bool IsBoolFlag(const std::string& name) { return name == "all"; }
-bool IsHelp(const std::string& a) { return a == "-h" || a == "--help" || a == "-help"; }
 
-struct Flag {
-  std::string name;
-  std::string value;
-};
-
-struct Parsed {
-  std::vector<Flag> flags;
-  std::vector<std::string> positional;
-  bool help = false;
-};
+using Parsed = CtlArgs;
 
 absl::StatusOr<Parsed> Split(const std::vector<std::string>& args) {
-  Parsed p;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (IsHelp(arg)) {
-      p.help = true;
-      continue;
-    }
-    if (arg.size() < 2 || arg[0] != '-') {
-      p.positional.push_back(arg);
-      continue;
-    }
-    std::string_view body(arg);
-    body.remove_prefix(body.starts_with("--") ? 2 : 1);
-    const size_t eq = body.find('=');
-    Flag flag{std::string(body.substr(0, eq)), ""};
-    std::replace(flag.name.begin(), flag.name.end(), '_', '-');
-    if (flag.name.empty()) return Invalid(absl::StrCat("bad flag '", arg, "'"));
-    if (eq != std::string_view::npos) {
-      flag.value = std::string(body.substr(eq + 1));
-    } else if (IsBoolFlag(flag.name)) {
-      flag.value = "true";
-    } else {
-      if (i + 1 >= args.size())
-        return Invalid(absl::StrCat("flag --", flag.name, " needs a value"));
-      flag.value = args[++i];
-    }
-    p.flags.push_back(std::move(flag));
-  }
-  return p;
+  return SplitArgs(args, [](std::string_view name) { return name == "all"; });
 }
 
 std::vector<std::string> List(const std::string& value) {
@@ -128,7 +89,7 @@ absl::StatusOr<int64_t> ParseExpiry(const std::string& value, absl::Time now) {
   return *t;
 }
 
-absl::StatusOr<int64_t> ParseCount(const Flag& f) {
+absl::StatusOr<int64_t> ParseCount(const CtlFlag& f) {
   int64_t n = 0;
   if (!absl::SimpleAtoi(f.value, &n) || n < 0) {
     return Invalid(absl::StrCat("bad --", f.name, " '", f.value, "' (a non-negative integer)"));
@@ -182,7 +143,7 @@ absl::StatusOr<TenancyCommand> ParseTenancyCommand(const std::vector<std::string
     return Invalid(absl::StrCat("unknown command '", topic, " ", verb,
                                 "' (teams create|list, keys create|list|revoke, audit)"));
   }
-  for (const Flag& f : parsed->flags) {
+  for (const CtlFlag& f : parsed->flags) {
     const auto kind = cmd.kind;
     using K = TenancyCommand::Kind;
     if (f.name == "ledger-admin") {
