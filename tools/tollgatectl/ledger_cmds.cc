@@ -446,20 +446,11 @@ absl::StatusOr<LedgerCommand> ParseLedgerCommand(const std::vector<std::string>&
       *out = f.value;
       return absl::OkStatus();
     };
+    bool handled = false;
+    if (absl::Status common = CommonFlag(f, cmd, handled); !common.ok()) return common;
+    if (handled) continue;
     absl::Status st;
-    if (f.name == "ledger-admin") {
-      if (f.value.empty()) return Invalid("--ledger_admin must not be empty");
-      cmd.global.ledger_admin = f.value;
-    } else if (f.name == "router-admin") {
-      // Accepted for symmetry with the other commands; not used here.
-    } else if (f.name == "token") {
-      cmd.global.token = f.value;
-    } else if (f.name == "timeout") {
-      auto d = ParseDuration(f.value);
-      if (!d.ok()) return Invalid(absl::StrCat("--timeout: ", d.status().message()));
-      if (*d <= absl::ZeroDuration()) return Invalid("--timeout must be positive");
-      cmd.global.timeout = *d;
-    } else if (f.name == "format") {
+    if (f.name == "format") {
       if (f.value == "table") {
         cmd.format = Format::kTable;
       } else if (f.value == "json") {
