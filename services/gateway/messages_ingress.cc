@@ -146,13 +146,20 @@ absl::StatusOr<json::object> TextPart(const json::object& block, std::string_vie
   return part;
 }
 
-absl::StatusOr<json::object> ImagePart(const json::object& block, std::string_view path) {
-  TOLLGATE_RETURN_IF_ERROR(OnlyKnown(block, path, {"type", "source", "cache_control"}));
-  const std::string src_path = At(path, "source");
+// The `source` object of an image or document block (errors name `src_path`).
+absl::StatusOr<const json::object*> SourceOf(const json::object& block,
+                                             const std::string& src_path) {
   const json::value* source = block.if_contains("source");
   if (Absent(source)) return Bad(src_path, "field required");
   if (!source->is_object()) return Bad(src_path, "must be an object");
-  const json::object& src = source->get_object();
+  return &source->get_object();
+}
+
+absl::StatusOr<json::object> ImagePart(const json::object& block, std::string_view path) {
+  TOLLGATE_RETURN_IF_ERROR(OnlyKnown(block, path, {"type", "source", "cache_control"}));
+  const std::string src_path = At(path, "source");
+  TOLLGATE_ASSIGN_OR_RETURN(const json::object* source, SourceOf(block, src_path));
+  const json::object& src = *source;
   TOLLGATE_ASSIGN_OR_RETURN(std::string_view type, RequiredString(src, src_path, "type"));
   std::string url;
   if (type == "base64") {
@@ -184,10 +191,8 @@ absl::StatusOr<json::object> ImagePart(const json::object& block, std::string_vi
 absl::StatusOr<json::object> DocumentPart(const json::object& block, std::string_view path) {
   TOLLGATE_RETURN_IF_ERROR(OnlyKnown(block, path, {"type", "source", "cache_control"}));
   const std::string src_path = At(path, "source");
-  const json::value* source = block.if_contains("source");
-  if (Absent(source)) return Bad(src_path, "field required");
-  if (!source->is_object()) return Bad(src_path, "must be an object");
-  const json::object& src = source->get_object();
+  TOLLGATE_ASSIGN_OR_RETURN(const json::object* source, SourceOf(block, src_path));
+  const json::object& src = *source;
   TOLLGATE_ASSIGN_OR_RETURN(std::string_view type, RequiredString(src, src_path, "type"));
   if (type != "base64") {
     return Bad(At(src_path, "type"),
