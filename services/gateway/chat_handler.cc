@@ -247,6 +247,10 @@ struct ChatContext {
   ProviderCall call;
   // The flat unit prices the served usage was priced at (Price()), stored in the event.
   v1::UnitPrices prices;
+  // Hard quotas: what was reserved (settled in Record) and the rate-limit headers to send.
+  std::shared_ptr<QuotaReservation> reservation;
+  RateLimitView rate_requests;
+  RateLimitView rate_tokens;
 };
 
 namespace {
@@ -257,6 +261,51 @@ namespace {
 int64_t Price(ChatContext& ctx, const v1::Deployment& d, const v1::TokenUsage& usage) {
   ctx.prices = EffectivePrices(PricesAt(d, ctx.event.time_unix_us() / 1000), usage);
   return PriceOrZero(usage, ctx.prices, ctx.request_id);
+}
+
+// OpenAI's x-ratelimit-* headers for the tightest per-minute request and token quota.
+void SetRateLimitHeaders(http::fields& headers, const ChatContext& ctx) {
+  auto set = [&](const RateLimitView& view, const char* kind) {
+    if (view.limit <= 0) return;
+    headers.set(absl::StrCat("x-ratelimit-limit-", kind), absl::StrCat(view.limit));
+    headers.set(absl::StrCat("x-ratelimit-remaining-", kind), absl::StrCat(view.remaining));
+    headers.set(absl::StrCat("x-ratelimit-reset-", kind), FormatResetDuration(view.reset_ms));
+  };
+  set(ctx.rate_requests, "requests");
+  set(ctx.rate_tokens, "tokens");
+}
+
+// Without max_tokens, a reply can be as long as the deployment allows; a deployment that does not
+// say is assumed to allow this much.
+constexpr int64_t kDefaultMaxOutputTokens = 16384;
+
+// The most a request can cost on any of its candidates: input at most one token per body byte
+// (tokenizers emit at least one byte per token; the body's JSON framing exceeds the per-message
+// tokens a chat template adds), output up to max_tokens or the deployment's maximum.
+QuotaDemand WorstCase(const ChatContext& ctx) {
+  QuotaDemand demand;
+  demand.requests = 1;
+  const int64_t input = std::max<int64_t>(ctx.estimated_input_tokens,
+                                          static_cast<int64_t>(ctx.request.body().size()));
+  for (const v1::Candidate& candidate : ctx.route.candidates()) {
+    const v1::Deployment& d = candidate.deployment();
+    int64_t output = 0;
+    if (ctx.ingress != ChatIngress::kEmbeddings) {
+      output = ctx.info.max_output_tokens > 0 ? ctx.info.max_output_tokens
+               : d.max_output_tokens() > 0    ? d.max_output_tokens()
+                                              : kDefaultMaxOutputTokens;
+      if (d.max_output_tokens() > 0) output = std::min(output, d.max_output_tokens());
+    }
+    v1::TokenUsage usage;
+    usage.set_input_tokens(input);
+    usage.set_output_tokens(output);
+    const v1::UnitPrices prices =
+        EffectivePrices(PricesAt(d, ctx.event.time_unix_us() / 1000), usage);
+    absl::StatusOr<int64_t> cost = PriceUsage(usage, prices);
+    demand.tokens = std::max(demand.tokens, input + output);
+    demand.cost_pico = std::max(demand.cost_pico, cost.ok() ? *cost : int64_t{0});
+  }
+  return demand;
 }
 
 }  // namespace
@@ -578,6 +627,8 @@ asio::awaitable<void> ChatHandler::Serve(std::unique_ptr<ChatContext> owned) {
     co_return;
   }
 
+  if (quotas_ != nullptr && !co_await AdmitQuotas(ctx)) co_return;
+
   UpstreamPool& pool = worker->pool();
   auto& cooldowns = worker->cooldowns();
   const Clock::time_point first_start = Clock::now();
@@ -657,6 +708,52 @@ asio::awaitable<void> ChatHandler::Serve(std::unique_ptr<ChatContext> owned) {
     co_return;
   }
   FailAllAttempts(ctx, last);
+}
+
+asio::awaitable<bool> ChatHandler::AdmitQuotas(ChatContext& ctx) {
+  const v1::Attribution& attribution = ctx.event.attribution();
+  const QuotaSubject who{ctx.key.team, ctx.key.id, attribution.feature(), attribution.customer()};
+  if (!quotas_->Applies(who)) co_return true;
+  const QuotaDemand demand = WorstCase(ctx);
+  std::optional<QuotaDecision> decision = quotas_->TryAdmit(who, demand);
+  if (!decision) {
+    asio::any_io_executor executor = ctx.session->executor();
+    decision = co_await asio::async_initiate<decltype(asio::use_awaitable), void(QuotaDecision)>(
+        [this, executor, &who, &demand](auto handler) {
+          quotas_->AdmitLater(who, demand, executor,
+                              [handler = std::make_shared<decltype(handler)>(std::move(handler))](
+                                  QuotaDecision d) mutable { std::move (*handler)(std::move(d)); });
+        },
+        asio::use_awaitable);
+  }
+  ctx.rate_requests = decision->requests;
+  ctx.rate_tokens = decision->tokens;
+  if (decision->kind == QuotaDecision::Kind::kAdmitted) {
+    ctx.reservation = std::move(decision->reservation);
+    co_return true;
+  }
+  if (decision->kind == QuotaDecision::Kind::kUnavailable) {
+    ReplyError(ctx, 503, "server_error", "budget_unavailable", "", decision->message, "1");
+    Record(ctx, nullptr, 503, "budget_unavailable", v1::TokenUsage(), 0);
+    co_return false;
+  }
+  const v1::Quota& quota = decision->refused_by;
+  const int64_t retry_after =
+      std::max<int64_t>(1, decision->window_end_unix_s - NowUnixMillis() / 1000);
+  if (quota.period() == v1::QUOTA_PERIOD_MINUTE) {
+    RateLimitView& view =
+        quota.unit() == v1::QUOTA_UNIT_REQUESTS ? ctx.rate_requests : ctx.rate_tokens;
+    view = {quota.limit_units(), 0, retry_after * 1000};
+    ReplyError(ctx, 429, quota.unit() == v1::QUOTA_UNIT_REQUESTS ? "requests" : "tokens",
+               "rate_limit_exceeded", "", decision->message, absl::StrCat(retry_after));
+    Record(ctx, nullptr, 429, "rate_limit_exceeded", v1::TokenUsage(), 0);
+  } else {
+    // Retrying cannot help before the period ends: x-should-retry tells OpenAI SDKs not to.
+    ReplyError(ctx, 429, "insufficient_quota", "budget_exceeded", "", decision->message,
+               absl::StrCat(retry_after), /*should_retry=*/false);
+    Record(ctx, nullptr, 429, "budget_exceeded", v1::TokenUsage(), 0);
+  }
+  co_return false;
 }
 
 void ChatHandler::ReportOutcome(ChatContext& ctx, const v1::Deployment& d, int64_t start_unix_ms,
@@ -825,6 +922,8 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, Ups
     HttpResponse response(static_cast<http::status>(status), 11);
     response.set(http::field::content_type, "application/json");
     SetServedHeaders(response, ctx.request_id, d, ctx.route_reason);
+  SetRateLimitHeaders(response, ctx);
+    SetRateLimitHeaders(response, ctx);
     response.keep_alive(ctx.keep_alive);
     response.body() = ctx.ingress == ChatIngress::kMessages ? MessagesErrorBody(status, error.body)
                                                             : std::move(error.body);
@@ -900,6 +999,7 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeNonStream(ChatContext& c
   HttpResponse response(http::status::ok, 11);
   response.set(http::field::content_type, "application/json");
   SetServedHeaders(response, ctx.request_id, d, ctx.route_reason);
+  SetRateLimitHeaders(response, ctx);
   response.set(kCostHeader, FormatPicoUsd(cost));
   response.keep_alive(ctx.keep_alive);
   if (ctx.ingress == ChatIngress::kMessages) {
@@ -945,6 +1045,7 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
   head.set(http::field::content_type, "text/event-stream");
   head.set(http::field::cache_control, "no-cache");
   SetServedHeaders(head, ctx.request_id, d, ctx.route_reason);
+  SetRateLimitHeaders(head, ctx);
   head.keep_alive(ctx.keep_alive && !ctx.session->draining());
   head.chunked(true);
   http::response_serializer<http::empty_body> serializer(head);
@@ -1098,7 +1199,8 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
 
 void ChatHandler::ReplyError(ChatContext& ctx, unsigned status, std::string_view type,
                              std::string_view code, std::string_view param,
-                             std::string_view message, std::string_view retry_after) {
+                             std::string_view message, std::string_view retry_after,
+                             bool should_retry) {
   HttpResponse response = ErrorResponse(status, type, code, param, message, ctx.keep_alive);
   if (ctx.ingress == ChatIngress::kMessages) {
     response.body() = MessagesErrorBody(status, response.body());
@@ -1106,6 +1208,8 @@ void ChatHandler::ReplyError(ChatContext& ctx, unsigned status, std::string_view
   }
   response.set(kRequestIdHeader, ctx.request_id);
   if (!retry_after.empty()) response.set(http::field::retry_after, retry_after);
+  if (!should_retry) response.set("x-should-retry", "false");
+  SetRateLimitHeaders(response, ctx);
   ctx.session->Reply(std::move(response));
 }
 
@@ -1135,6 +1239,12 @@ void ChatHandler::Record(ChatContext& ctx, const v1::Deployment* served, unsigne
                          std::string_view error_code, const v1::TokenUsage& usage,
                          int64_t cost_pico, std::function<void()> on_written) {
   const Clock::duration total = Clock::now() - ctx.start;
+  if (ctx.reservation != nullptr) {
+    quotas_->Settle(*ctx.reservation,
+                    {.requests = 1,
+                     .tokens = served != nullptr ? usage.input_tokens() + usage.output_tokens() : 0,
+                     .cost_pico = cost_pico});
+  }
   auto event = std::make_unique<v1::UsageEvent>(std::move(ctx.event));
   if (served != nullptr) {
     event->set_served_deployment(served->id());

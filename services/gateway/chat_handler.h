@@ -57,6 +57,7 @@
 #include "services/gateway/http_server.h"
 #include "services/gateway/ledger_client.h"
 #include "services/gateway/outcome_reporter.h"
+#include "services/gateway/quota_manager.h"
 #include "services/gateway/route_cache.h"
 #include "services/gateway/router_client.h"
 #include "services/gateway/upstream_client.h"
@@ -141,6 +142,12 @@ class ChatHandler {
   // request after attribution and before routing (guardrails.h). Null: none.
   void SetGuardrails(const Guardrails* guardrails) { guardrails_ = guardrails; }
 
+  // Optional (call before serving; must outlive the handler): budgets and rate limits
+  // (quota_manager.h). After routing, a request under a hard quota reserves its worst case from
+  // the gateway's leases (waiting off the I/O thread when a lease must grow) or is refused with
+  // 429; the reservation is settled with the real usage when the request is recorded. Null: none.
+  void SetQuotas(QuotaManager* quotas) { quotas_ = quotas; }
+
   void Handle(std::shared_ptr<HttpSession> session, HttpRequest request,
               ChatIngress ingress = ChatIngress::kChatCompletions);
 
@@ -166,7 +173,9 @@ class ChatHandler {
 
   void ReplyError(ChatContext& ctx, unsigned status, std::string_view type, std::string_view code,
                   std::string_view param, std::string_view message,
-                  std::string_view retry_after = {});
+                  std::string_view retry_after = {}, bool should_retry = true);
+  // Reserves the request's worst case under its hard quotas; false when refused (answered).
+  boost::asio::awaitable<bool> AdmitQuotas(ChatContext& ctx);
   void FailAllAttempts(ChatContext& ctx, const Failure& last);
   // Records the request's outcome: usage event to the ledger, metrics, log line. Moves
   // ctx.event out. `on_written` goes to LedgerClient::Enqueue: called (from any thread) once the
@@ -183,6 +192,7 @@ class ChatHandler {
   SnapshotStore* snapshots_ = nullptr;
   OutcomeReporter* outcomes_ = nullptr;
   const Guardrails* guardrails_ = nullptr;
+  QuotaManager* quotas_ = nullptr;
 };
 
 }  // namespace tollgate::gateway

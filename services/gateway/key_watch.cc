@@ -84,6 +84,7 @@ void KeyWatcher::Run() {
       }
       if (event.event_case() != v1::KeyWatchEvent::kSnapshot) continue;
       keys_->ReplaceLedger(KeySnapshot::FromLedger(event.snapshot()));
+      if (options_.on_snapshot) options_.on_snapshot(event.snapshot());
       const int64_t n = snapshots_.fetch_add(1, std::memory_order_acq_rel) + 1;
       bool first = false;
       {

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -44,6 +45,9 @@ class KeyWatcher {
     // A stream with no message for this long is cancelled and reopened (ledger heartbeats
     // arrive every --key_heartbeat_ms, 1 s by default).
     std::chrono::milliseconds stale_after{5000};
+    // Called on the reader thread with every snapshot after its keys were swapped in (the
+    // quotas it carries go to QuotaManager::SetQuotas). May be empty.
+    std::function<void(const v1::KeySetSnapshot&)> on_snapshot;
   };
 
   // `keys` must outlive the watcher. `token` is the plaintext control-plane token.

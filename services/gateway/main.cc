@@ -31,6 +31,7 @@
 #include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
 #include "services/gateway/key_watch.h"
+#include "services/gateway/quota_manager.h"
 #include "services/gateway/ledger_client.h"
 #include "services/gateway/outcome_reporter.h"
 #include "services/gateway/router_client.h"
@@ -143,6 +144,24 @@ ABSL_FLAG(std::string, ledger_admin, "",
 ABSL_FLAG(std::string, control_plane_token_file, "",
           "File holding the plaintext control-plane bearer token (a ledger token with role "
           "gateway) used for WatchKeys; surrounding whitespace is ignored.");
+ABSL_FLAG(int64_t, quota_lease_wait_ms, 1000,
+          "With --ledger_admin: how long a request under a hard budget or rate limit may wait for "
+          "the ledger to grant this gateway more lease (docs/budgets.md) before it gets 503 "
+          "budget_unavailable.");
+ABSL_FLAG(int64_t, quota_report_interval_ms, 1000,
+          "With --ledger_admin: how often at most the gateway reports settled usage of a lease to "
+          "the ledger (also the lease thread's idle tick is half of it).");
+ABSL_FLAG(int64_t, quota_idle_release_ms, 10000,
+          "With --ledger_admin: a lease nobody reserved from for this long is given back to the "
+          "ledger, so other gateway replicas can use the allowance.");
+ABSL_FLAG(int64_t, quota_max_waiters, 4096,
+          "With --ledger_admin: requests that may wait for a lease at once (a bounded queue; "
+          "tollgate_quota_state{state=\"waiters\"}); more are answered 503 at once.");
+ABSL_FLAG(std::string, quota_when_ledger_down, "deny",
+          "With --ledger_admin: what a request under a hard quota gets when its lease must grow "
+          "and the ledger cannot be reached: deny (503 budget_unavailable; hard budgets stay "
+          "hard) or allow (served uncounted by leases; tollgate_quota_decisions_total"
+          "{result=\"unenforced\"}).");
 ABSL_FLAG(int64_t, key_snapshot_wait_ms, 5000,
           "With --ledger_admin: at start, how long to wait for the first virtual-key snapshot "
           "before listening anyway (ledger keys are refused until it arrives).");
@@ -184,8 +203,11 @@ int Run() {
   absl::StatusOr<GatewayConfig> config = LoadGatewayConfig(config_path);
   if (!config.ok()) Die(std::string(config.status().message()));
   KeyStore keys(KeySnapshot::Build(config->keys));
-  // Virtual keys from the ledger's control plane (docs/tenancy.md).
+  auto registry = std::make_shared<prometheus::Registry>();
+  // Virtual keys, budgets and rate limits from the ledger's control plane (docs/tenancy.md,
+  // docs/budgets.md).
   std::unique_ptr<KeyWatcher> key_watcher;
+  std::unique_ptr<QuotaManager> quotas;
   if (const std::string ledger_admin = absl::GetFlag(FLAGS_ledger_admin); !ledger_admin.empty()) {
     const std::string token_path = absl::GetFlag(FLAGS_control_plane_token_file);
     if (token_path.empty()) Die("--ledger_admin needs --control_plane_token_file");
@@ -195,8 +217,30 @@ int Run() {
     text << in.rdbuf();
     std::string token(absl::StripAsciiWhitespace(text.str()));
     if (token.empty()) Die(absl::StrCat("--control_plane_token_file ", token_path, " is empty"));
-    key_watcher = std::make_unique<KeyWatcher>(MakeChannel(ledger_admin), &keys, std::move(token),
-                                               KeyWatcher::Options{});
+    const std::string when_down = absl::GetFlag(FLAGS_quota_when_ledger_down);
+    if (when_down != "deny" && when_down != "allow") {
+      Die(absl::StrCat("--quota_when_ledger_down must be deny or allow (got '", when_down, "')"));
+    }
+    QuotaManager::Options quota_options;
+    quota_options.lease_wait = std::chrono::milliseconds(
+        Positive("quota_lease_wait_ms", absl::GetFlag(FLAGS_quota_lease_wait_ms)));
+    quota_options.report_interval = std::chrono::milliseconds(
+        Positive("quota_report_interval_ms", absl::GetFlag(FLAGS_quota_report_interval_ms)));
+    quota_options.idle_release = std::chrono::milliseconds(
+        Positive("quota_idle_release_ms", absl::GetFlag(FLAGS_quota_idle_release_ms)));
+    quota_options.max_waiters = static_cast<size_t>(
+        Positive("quota_max_waiters", absl::GetFlag(FLAGS_quota_max_waiters)));
+    quota_options.allow_when_unavailable = when_down == "allow";
+    std::shared_ptr<grpc::Channel> admin_channel = MakeChannel(ledger_admin);
+    quotas = std::make_unique<QuotaManager>(MakeLedgerLeaseFn(admin_channel, token),
+                                            std::move(quota_options), registry);
+    quotas->Start();
+    KeyWatcher::Options watch_options;
+    watch_options.on_snapshot = [quotas = quotas.get()](const v1::KeySetSnapshot& snapshot) {
+      quotas->SetQuotas(snapshot.quotas());
+    };
+    key_watcher = std::make_unique<KeyWatcher>(std::move(admin_channel), &keys, std::move(token),
+                                               std::move(watch_options));
     key_watcher->Start();
     if (!key_watcher->WaitForFirstSnapshot(
             absl::Milliseconds(std::max<int64_t>(0, absl::GetFlag(FLAGS_key_snapshot_wait_ms))))) {
@@ -211,7 +255,6 @@ int Run() {
   if (max_attempts < 1) Die("--max_attempts must be at least 1");
   auto ms = [](int64_t v) { return std::chrono::milliseconds(v); };
 
-  auto registry = std::make_shared<prometheus::Registry>();
   GatewayMetrics metrics(registry, static_cast<size_t>(std::max<int64_t>(
                                        0, absl::GetFlag(FLAGS_feature_label_limit))));
   metrics.EnableAttributionLabels(
@@ -297,6 +340,7 @@ int Run() {
       Positive("max_stream_event_bytes", absl::GetFlag(FLAGS_max_stream_event_bytes)));
   ChatHandler chat(chat_options, &keys, &router, ledger.get(), &metrics);
   chat.SetGuardrails(config->guardrails.get());
+  chat.SetQuotas(quotas.get());
   chat.SetRouting(&snapshots, &outcomes);
   ApiHandler api(&chat, &keys, &router, &metrics);
   api.SetLedger(ledger.get());  // 503 spool_full while the spool is full under policy reject
@@ -360,6 +404,7 @@ int Run() {
   }
   (*server)->Stop();
   router.WaitIdle();  // router completions target the workers' io_contexts
+  if (quotas != nullptr) quotas->Stop();  // gives the leases back to the ledger
   // Spool on_written hooks post to the workers' io_contexts too: let the writer reach every
   // event already appended (Flush returns once their hooks have run) before destroying them.
   if (spool != nullptr && !spool->Flush(ms(5000))) {
