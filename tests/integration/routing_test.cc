@@ -302,18 +302,8 @@ std::optional<v1::DeploymentHealth> Health(const std::string& deployment) {
   return std::nullopt;
 }
 
-double MetricValue(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return -1;
-}
-
 double GatewayMetric(const std::string& series) {
-  auto r = HttpCall(g_env->suite->gateway_port(), "GET", "/metrics");
-  return r.ok() ? MetricValue(r->body, series) : -1;
+  return ScrapeMetric(g_env->suite->gateway_port(), series);
 }
 
 TEST(Routing, FaultyCandidatesAreInvisibleToClients) {

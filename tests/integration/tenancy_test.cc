@@ -40,27 +40,13 @@ class TenancyTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
-    // Hashes are computed by the shell the way an operator would.
-    std::string yaml = "tokens:\n";
-    struct T {
-      const char* token;
-      const char* name;
-      const char* role;
-      const char* team;
-    };
-    for (const T& t :
-         {T{kAdmin, "ops", "admin", ""}, T{kAlphaLead, "alpha-lead", "team-admin", "alpha"},
-          T{kBetaLead, "beta-lead", "team-admin", "beta"},
-          T{kAlphaViewer, "alpha-viewer", "viewer", "alpha"},
-          T{kGatewayToken, "gateways", "gateway", ""}}) {
-      CommandResult hash =
-          RunCommand({"/bin/sh", "-c", absl::StrCat("printf %s '", t.token, "' | sha256sum")});
-      ASSERT_EQ(hash.exit_code, 0) << hash.output;
-      absl::StrAppend(&yaml, "  - name: ", t.name, "\n    role: ", t.role,
-                      "\n    sha256: ", hash.output.substr(0, 64), "\n");
-      if (*t.team != '\0') absl::StrAppend(&yaml, "    team: ", t.team, "\n");
-    }
-    WriteFile(dir_->path() + "/tokens.yaml", yaml);
+    ASSERT_TRUE(WriteAdminTokensFile(dir_->path() + "/tokens.yaml",
+                                     {{kAdmin, "ops", "admin", ""},
+                                      {kAlphaLead, "alpha-lead", "team-admin", "alpha"},
+                                      {kBetaLead, "beta-lead", "team-admin", "beta"},
+                                      {kAlphaViewer, "alpha-viewer", "viewer", "alpha"},
+                                      {kGatewayToken, "gateways", "gateway", ""}})
+                    .ok());
     WriteFile(dir_->path() + "/gateway.token", std::string(kGatewayToken) + "\n");
 
     SuiteOptions options;
@@ -73,18 +59,9 @@ class TenancyTest : public ::testing::Test {
     suite_ = suite->release();
 
     // A second gateway, watching the same ledger.
-    gateway2_port_ = PickFreePort();
-    auto gw2 = Process::Start(
-        {Suite::Binary("tollgate-gateway"), "--config=" + suite_->dir() + "/gateway.yaml",
-         absl::StrCat("--listen=127.0.0.1:", gateway2_port_),
-         "--router=" + suite_->router_address(), "--ledger=" + suite_->ledger_address(),
-         "--spool_dir=" + dir_->path() + "/spool2",
-         "--ledger_admin=" + suite_->ledger_admin_address(),
-         "--control_plane_token_file=" + dir_->path() + "/gateway.token"},
-        dir_->path() + "/gateway2.log", {{"no_proxy", "127.0.0.1"}, {"NO_PROXY", "127.0.0.1"}});
+    auto gw2 = suite_->StartExtraGateway("gateway2", &gateway2_port_);
     ASSERT_TRUE(gw2.ok()) << gw2.status();
     gateway2_ = gw2->release();
-    ASSERT_TRUE(WaitForPort(gateway2_port_, std::chrono::seconds(30)).ok()) << gateway2_->LogTail();
 
     for (const char* team : {"alpha", "beta"}) {
       CommandResult r = Ctl(kAdmin, {"teams", "create", team});

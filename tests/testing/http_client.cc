@@ -1,5 +1,7 @@
 #include "tests/testing/http_client.h"
 
+#include <sstream>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -79,6 +81,20 @@ std::vector<std::string> SseDataEvents(const std::string& body) {
   }
   if (has_data) events.push_back(current);
   return events;
+}
+
+double MetricValue(const std::string& exposition, const std::string& series) {
+  std::istringstream in(exposition);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
+}
+
+double ScrapeMetric(int port, const std::string& series) {
+  absl::StatusOr<HttpResponse> r = HttpCall(port, "GET", "/metrics");
+  return r.ok() ? MetricValue(r->body, series) : -1;
 }
 
 }  // namespace tollgate::testing

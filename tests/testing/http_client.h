@@ -27,6 +27,11 @@ absl::StatusOr<HttpResponse> HttpCall(int port, const std::string& method, const
                                       const std::map<std::string, std::string>& headers = {},
                                       int timeout_ms = 30000);
 
+// The value of one series ("name{labels}" exactly as exposed) in a Prometheus text exposition,
+// or -1 when absent; and the same scraped from http://127.0.0.1:port/metrics.
+double MetricValue(const std::string& exposition, const std::string& series);
+double ScrapeMetric(int port, const std::string& series);
+
 // The `data:` payloads of an SSE body, in order (multi-line data joined with '\n').
 std::vector<std::string> SseDataEvents(const std::string& body);
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "services/common/status.h"
 
 namespace tollgate::testing {
 namespace {
@@ -179,25 +180,66 @@ absl::Status Suite::Boot(const SuiteOptions& options) {
   return StartGateway();
 }
 
-absl::Status Suite::StartGateway() {
+std::vector<std::string> Suite::GatewayArgv(int port, const std::string& spool) const {
   std::vector<std::string> gateway = {Binary("tollgate-gateway"),
                                       "--config=" + dir() + "/gateway.yaml",
-                                      absl::StrCat("--listen=127.0.0.1:", gateway_port_),
+                                      absl::StrCat("--listen=127.0.0.1:", port),
                                       absl::StrCat("--router=127.0.0.1:", router_port_),
                                       absl::StrCat("--ledger=127.0.0.1:", ledger_port_),
-                                      "--spool_dir=" + spool_dir()};
+                                      "--spool_dir=" + spool};
   for (const std::string& flag : options_.gateway_flags) {
     gateway.push_back(absl::StrReplaceAll(flag, {{"$LEDGER_ADMIN", ledger_admin_address()}}));
   }
+  return gateway;
+}
+
+namespace {
+
+// Loopback upstreams are reached directly even where the environment sets a proxy.
+std::map<std::string, std::string> GatewayEnv(const std::map<std::string, std::string>& extra) {
+  std::map<std::string, std::string> env = extra;
+  env.emplace("no_proxy", "127.0.0.1,localhost,::1");
+  env.emplace("NO_PROXY", "127.0.0.1,localhost,::1");
+  return env;
+}
+
+}  // namespace
+
+absl::Status Suite::StartGateway() {
   // Each run logs to its own file, so a restart keeps the previous run's log.
   const std::string name =
       gateway_restarts_ == 0 ? std::string("gateway") : absl::StrCat("gateway.", gateway_restarts_);
   ++gateway_restarts_;
-  // Loopback upstreams are reached directly even where the environment sets a proxy.
-  std::map<std::string, std::string> env = options_.gateway_env;
-  env.emplace("no_proxy", "127.0.0.1,localhost,::1");
-  env.emplace("NO_PROXY", "127.0.0.1,localhost,::1");
-  return StartProcess(gateway_, name, gateway, gateway_port_, env);
+  return StartProcess(gateway_, name, GatewayArgv(gateway_port_, spool_dir()), gateway_port_,
+                      GatewayEnv(options_.gateway_env));
+}
+
+absl::StatusOr<std::unique_ptr<Process>> Suite::StartExtraGateway(
+    const std::string& name, int* port, const std::vector<std::string>& extra_flags) {
+  *port = PickFreePort();
+  std::vector<std::string> argv = GatewayArgv(*port, dir() + "/spool-" + name);
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  std::unique_ptr<Process> process;
+  TOLLGATE_RETURN_IF_ERROR(
+      StartProcess(process, name, std::move(argv), *port, GatewayEnv(options_.gateway_env)));
+  return process;
+}
+
+absl::Status WriteAdminTokensFile(const std::string& path,
+                                  const std::vector<ControlPlaneToken>& tokens) {
+  std::string yaml = "tokens:\n";
+  for (const ControlPlaneToken& t : tokens) {
+    CommandResult hash =
+        RunCommand({"/bin/sh", "-c", absl::StrCat("printf %s '", t.token, "' | sha256sum")});
+    if (hash.exit_code != 0 || hash.output.size() < 64) {
+      return absl::InternalError(absl::StrCat("sha256sum failed: ", hash.output));
+    }
+    absl::StrAppend(&yaml, "  - name: ", t.name, "\n    role: ", t.role,
+                    "\n    sha256: ", hash.output.substr(0, 64), "\n");
+    if (!t.team.empty()) absl::StrAppend(&yaml, "    team: ", t.team, "\n");
+  }
+  WriteFile(path, yaml);
+  return absl::OkStatus();
 }
 
 void Suite::KillGateway() {

@@ -40,6 +40,18 @@ struct SuiteOptions {
   std::string gateway_config_extra;
 };
 
+// One control-plane bearer token for the ledger's --admin_tokens_file (docs/tenancy.md).
+struct ControlPlaneToken {
+  std::string token;  // plaintext; the file holds only its SHA-256
+  std::string name;
+  std::string role;   // admin, team-admin, viewer, gateway
+  std::string team;   // team-admin and viewer only
+};
+
+// Writes an --admin_tokens_file at `path` (hashes computed with sha256sum, as an operator would).
+absl::Status WriteAdminTokensFile(const std::string& path,
+                                  const std::vector<ControlPlaneToken>& tokens);
+
 class Suite {
  public:
   // Client keys in the gateway's config: key -> (id, team).
@@ -67,6 +79,10 @@ class Suite {
 
   // Gateway lifecycle, for durability tests. The gateway's usage spool is spool_dir(), kept
   // across restarts.
+  // Another gateway like the suite's (same config, router, ledger and gateway_flags) on a free
+  // port (*port), with its own spool and log (<dir>/<name>.log) and `extra_flags` appended.
+  absl::StatusOr<std::unique_ptr<Process>> StartExtraGateway(
+      const std::string& name, int* port, const std::vector<std::string>& extra_flags = {});
   void KillGateway();  // SIGKILL
   void StopGateway();  // SIGTERM, graceful
   absl::Status StartGateway();
@@ -94,6 +110,7 @@ class Suite {
  private:
   Suite() = default;
   absl::Status Boot(const SuiteOptions& options);
+  std::vector<std::string> GatewayArgv(int port, const std::string& spool) const;
   absl::Status StartProcess(std::unique_ptr<Process>& slot, const std::string& name,
                             std::vector<std::string> argv, int wait_port,
                             const std::map<std::string, std::string>& env = {});
