@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <limits>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -14,6 +16,8 @@
 #include "boost/json/object.hpp"
 #include "boost/json/serialize.hpp"
 #include "boost/json/value.hpp"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/client_context.h"
 #include "services/common/money.h"
 
 namespace tollgate::tools::ctl {
@@ -515,6 +519,74 @@ absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, c
     if (cmd.spend_query.compare_previous() && !since) return Invalid("--compare needs --since");
   }
   return cmd;
+}
+
+GlobalOptions GlobalOptionsFromEnv(const GetEnv& env) {
+  GlobalOptions global;
+  if (auto v = env("TOLLGATE_ROUTER_ADMIN"); v && !v->empty()) global.router_admin = *v;
+  if (auto v = env("TOLLGATE_LEDGER_ADMIN"); v && !v->empty()) global.ledger_admin = *v;
+  if (auto v = env("TOLLGATE_ADMIN_TOKEN"); v && !v->empty()) global.token = *v;
+  return global;
+}
+
+absl::StatusOr<bool> ApplyCommonFlag(const CtlFlag& flag, const std::vector<Format>& formats,
+                                     GlobalOptions& global, Format& format) {
+  if (flag.name == "router-admin" || flag.name == "ledger-admin") {
+    if (flag.value.empty()) return Invalid(absl::StrCat("--", flag.name, " must not be empty"));
+    (flag.name == "router-admin" ? global.router_admin : global.ledger_admin) = flag.value;
+  } else if (flag.name == "token") {
+    global.token = flag.value;
+  } else if (flag.name == "timeout") {
+    absl::StatusOr<absl::Duration> d = ParseDuration(flag.value);
+    if (!d.ok()) return Invalid(absl::StrCat("--timeout: ", d.status().message()));
+    if (*d <= absl::ZeroDuration()) return Invalid("--timeout must be positive");
+    global.timeout = *d;
+  } else if (flag.name == "format") {
+    constexpr std::pair<Format, std::string_view> kNames[] = {
+        {Format::kTable, "table"}, {Format::kCsv, "csv"}, {Format::kJson, "json"}};
+    std::vector<std::string> allowed;
+    for (const auto& [f, name] : kNames) {
+      if (std::find(formats.begin(), formats.end(), f) == formats.end()) continue;
+      if (flag.value == name) {
+        format = f;
+        return true;
+      }
+      allowed.emplace_back(name);
+    }
+    return Invalid(
+        absl::StrCat("bad --format '", flag.value, "' (use ", absl::StrJoin(allowed, ", "), ")"));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+void PrepareContext(grpc::ClientContext& context, const GlobalOptions& global) {
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::microseconds(absl::ToInt64Microseconds(global.timeout)));
+  if (!global.token.empty()) context.AddMetadata("authorization", "Bearer " + global.token);
+}
+
+std::string ProtoJson(const google::protobuf::Message& message) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  // Serialising a valid message cannot fail; an error would leave `out` empty.
+  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+  return out + "\n";
+}
+
+std::string RenderCsv(const std::vector<std::vector<std::string>>& rows) {
+  std::string out;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (i > 0) out += ',';
+      out += CsvField(row[i]);
+    }
+    out += "\r\n";
+  }
+  return out;
 }
 
 std::string Usage(std::string_view topic) {

@@ -26,8 +26,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "google/protobuf/message.h"
 #include "tollgate/v1/ledger.pb.h"
 #include "tollgate/v1/router.pb.h"
+
+namespace grpc {
+class ClientContext;
+}  // namespace grpc
 
 namespace tollgate::tools::ctl {
 
@@ -100,6 +105,30 @@ using GetEnv = std::function<std::optional<std::string>(const char* name)>;
 // Errors: kInvalidArgument with a one-line message (the caller prints it with Usage and exits 2).
 absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, const GetEnv& env,
                                          absl::Time now);
+
+// ---- Shared by the command families (tenancy, quotas, ...) -------------------------------------
+
+// GlobalOptions from the environment: TOLLGATE_ROUTER_ADMIN, TOLLGATE_LEDGER_ADMIN,
+// TOLLGATE_ADMIN_TOKEN (unset or empty: the defaults).
+GlobalOptions GlobalOptionsFromEnv(const GetEnv& env);
+
+// Applies one of the flags every command takes: --router_admin, --ledger_admin, --token,
+// --timeout, and --format restricted to `formats`. Returns true when `flag` was one of them,
+// false when it is the command's own. Errors: kInvalidArgument for an empty address, a bad or
+// non-positive timeout, or a format not in `formats` (the message lists the allowed ones).
+absl::StatusOr<bool> ApplyCommonFlag(const CtlFlag& flag, const std::vector<Format>& formats,
+                                     GlobalOptions& global, Format& format);
+
+// A control-plane call's context: deadline now + global.timeout and, when global.token is not
+// empty, "authorization: Bearer <token>". Not pure (reads the clock).
+void PrepareContext(grpc::ClientContext& context, const GlobalOptions& global);
+
+// A message as one line of JSON with the proto field names and default values printed, then
+// "\n".
+std::string ProtoJson(const google::protobuf::Message& message);
+
+// Rows as RFC 4180 CSV (fields through CsvField, CRLF line ends); the first row is the header.
+std::string RenderCsv(const std::vector<std::vector<std::string>>& rows);
 
 // Help text: the overview for "" (or an unknown topic), else the command's.
 std::string Usage(std::string_view topic);

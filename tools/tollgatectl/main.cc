@@ -11,6 +11,7 @@
 #include "tools/tollgatectl/ctl_lib.h"
 #include "tools/tollgatectl/ctl_rpc.h"
 #include "tools/tollgatectl/ledger_cmds.h"
+#include "tools/tollgatectl/quota_cmds.h"
 #include "tools/tollgatectl/route_cmd.h"
 #include "tools/tollgatectl/tenancy_cmds.h"
 
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   if (ctl::IsRouteCommand(args)) return ctl::RunRouteCommand(args, env, std::cout, std::cerr);
   if (ctl::IsLedgerCommand(args)) return ctl::RunLedgerCommand(args, env, std::cout, std::cerr);
   if (ctl::IsTenancyCommand(args)) return ctl::RunTenancyCommand(args, env, std::cout, std::cerr);
+  if (ctl::IsQuotaCommand(args)) return ctl::RunQuotaCommand(args, env, std::cout, std::cerr);
   auto command = ctl::ParseCommandLine(args, env, absl::Now());
   if (!command.ok()) {
     // Show the help of the command being typed, if any.
@@ -34,15 +36,21 @@ int main(int argc, char** argv) {
     }
     std::cerr << "tollgatectl: " << command.status().message() << "\n\n" << ctl::Usage(topic);
     if (topic.empty()) {
-      std::cerr << "\n" << ctl::RouteCommandsOverview() << "\n" << ctl::LedgerCommandsOverview()
-                << "\n" << ctl::TenancyUsage();
+      std::cerr << "\n"
+                << ctl::RouteCommandsOverview() << "\n"
+                << ctl::LedgerCommandsOverview() << "\n"
+                << ctl::TenancyUsage() << "\n"
+                << ctl::QuotaUsage();
     }
     return 2;
   }
   const int code = ctl::RunCommand(*command, std::cout, std::cerr);
   if (command->kind == ctl::Command::Kind::kHelp && command->help_topic.empty()) {
-    std::cout << "\n" << ctl::RouteCommandsOverview() << "\n" << ctl::LedgerCommandsOverview()
-              << "\n" << ctl::TenancyUsage();
+    std::cout << "\n"
+              << ctl::RouteCommandsOverview() << "\n"
+              << ctl::LedgerCommandsOverview() << "\n"
+              << ctl::TenancyUsage() << "\n"
+              << ctl::QuotaUsage();
   }
   return code;
 }
