@@ -238,7 +238,7 @@ struct ChatContext {
   int64_t estimated_input_tokens = 0;
   std::string model_label;  // catalog-resolved model; bounded label values only
   v1::RouteRequest route_request;
-  v1::RouteResponse route;
+  RouteDecision route;
   bool route_cached = false;
   std::string route_reason;  // x-tollgate-route-reason of the current candidate
   v1::UsageEvent event;      // filled as the request progresses; attempts appended
@@ -287,8 +287,8 @@ QuotaDemand WorstCase(const ChatContext& ctx) {
   demand.requests = 1;
   const int64_t input = std::max<int64_t>(ctx.estimated_input_tokens,
                                           static_cast<int64_t>(ctx.request.body().size()));
-  for (const v1::Candidate& candidate : ctx.route.candidates()) {
-    const v1::Deployment& d = candidate.deployment();
+  for (int i = 0; i < ctx.route.candidates_size(); ++i) {
+    const v1::Deployment& d = ctx.route.candidates(i).deployment();
     int64_t output = 0;
     if (ctx.ingress != ChatIngress::kEmbeddings) {
       output = ctx.info.max_output_tokens > 0 ? ctx.info.max_output_tokens
@@ -546,7 +546,7 @@ asio::awaitable<void> ChatHandler::Serve(std::unique_ptr<ChatContext> owned) {
       request_class = std::string(
           router::RequestClassName(router::ClassifyRequest(ctx.route_request, *classifier)));
       generation = cache->generation();
-      std::optional<v1::RouteResponse> hit =
+      std::optional<RouteDecision> hit =
           cache->Lookup(ctx.route_request, request_class, worker->rng());
       if (hit) {
         metrics_->RecordRouteCacheHit();
@@ -563,13 +563,14 @@ asio::awaitable<void> ChatHandler::Serve(std::unique_ptr<ChatContext> owned) {
     if (std::shared_ptr<const v1::RouterSnapshot> snapshot = snapshots_->Get()) {
       absl::StatusOr<v1::RouteResponse> routed = RouteFromSnapshot(*snapshot, ctx.route_request);
       if (routed.ok()) {
-        ctx.route = std::move(*routed);
+        ctx.route = RouteDecision(std::make_shared<const v1::RouteResponse>(std::move(*routed)));
         ctx.route_cached = true;
       }
     }
   }
   if (!ctx.route_cached) {
     absl::StatusOr<v1::RouteResponse> routed = co_await Route(ctx);
+    const bool cacheable = routed.ok() && cache != nullptr;
     if (!routed.ok() && RouterUnreachable(routed.status().code()) && snapshots_ != nullptr) {
       std::shared_ptr<const v1::RouterSnapshot> snapshot = snapshots_->Get();
       if (snapshot != nullptr) {
@@ -580,8 +581,6 @@ asio::awaitable<void> ChatHandler::Serve(std::unique_ptr<ChatContext> owned) {
         routed = RouteFromSnapshot(*snapshot, ctx.route_request);
         metrics_->RecordRouterFallbackDecision();
       }
-    } else if (routed.ok() && cache != nullptr) {
-      cache->Insert(ctx.route_request, *routed, generation);
     }
     if (!routed.ok()) {
       const std::string message(routed.status().message());
@@ -617,7 +616,9 @@ asio::awaitable<void> ChatHandler::Serve(std::unique_ptr<ChatContext> owned) {
       }
       co_return;
     }
-    ctx.route = std::move(*routed);
+    auto shared = std::make_shared<const v1::RouteResponse>(std::move(*routed));
+    if (cacheable) cache->Insert(ctx.route_request, shared, generation);
+    ctx.route = RouteDecision(std::move(shared));
   }
   ctx.model_label = ctx.route.model();
   if (ctx.route.candidates_size() == 0) {
@@ -685,7 +686,7 @@ asio::awaitable<void> ChatHandler::Serve(std::unique_ptr<ChatContext> owned) {
       larger = ctx.route.candidates(order[j]).deployment().context_window() >
                deployment.context_window();
     }
-    ctx.route_reason = RouteReason(ctx.route, candidate, ctx.route_cached);
+    ctx.route_reason = RouteReason(ctx.route.answer(), candidate, ctx.route_cached);
     last.retry_after_ms = 0;
     last.context_exceeded = false;
     const Outcome outcome = co_await Attempt(ctx, pool, deployment, last, larger);

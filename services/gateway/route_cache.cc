@@ -36,23 +36,34 @@ std::string ScopeAttributionValue(const v1::Attribution& attribution, std::strin
   return "";
 }
 
-void DrawWeightedFirst(v1::RouteResponse& answer, std::mt19937_64& rng) {
+void DrawWeightedFirst(const v1::RouteResponse& answer, RouteDecision::Order& order,
+                       std::mt19937_64& rng) {
   int64_t total = 0;
-  for (const v1::Candidate& c : answer.candidates()) total += std::max<int64_t>(0, c.weight());
+  for (int i : order) total += std::max<int64_t>(0, answer.candidates(i).weight());
   if (total <= 0) return;
   int64_t point = std::uniform_int_distribution<int64_t>(0, total - 1)(rng);
-  int chosen = 0;
-  for (int i = 0; i < answer.candidates_size(); ++i) {
-    const int64_t w = std::max<int64_t>(0, answer.candidates(i).weight());
+  size_t chosen = 0;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const int64_t w = std::max<int64_t>(0, answer.candidates(order[k]).weight());
     if (point < w) {
-      chosen = i;
+      chosen = k;
       break;
     }
     point -= w;
   }
-  // Rotate the chosen candidate to the front; the others keep their relative order.
-  auto* candidates = answer.mutable_candidates();
-  for (int i = chosen; i > 0; --i) candidates->SwapElements(i, i - 1);
+  std::rotate(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(chosen),
+              order.begin() + static_cast<std::ptrdiff_t>(chosen) + 1);
+}
+
+RouteDecision::RouteDecision(std::shared_ptr<const v1::RouteResponse> answer)
+    : answer_(std::move(answer)) {
+  for (int i = 0; i < answer_->candidates_size(); ++i) order_.push_back(i);
+}
+
+std::shared_ptr<const v1::RouteResponse> RouteDecision::Empty() {
+  static const auto* const empty = new std::shared_ptr<const v1::RouteResponse>(
+      std::make_shared<const v1::RouteResponse>());
+  return *empty;
 }
 
 RouteCache::RouteCache(const std::atomic<uint64_t>* generation, NowFn now, size_t max_entries)
@@ -84,9 +95,9 @@ size_t RouteCache::size() const {
   return n;
 }
 
-std::optional<v1::RouteResponse> RouteCache::Lookup(const v1::RouteRequest& request,
-                                                    std::string_view request_class,
-                                                    std::mt19937_64& rng) {
+std::optional<RouteDecision> RouteCache::Lookup(const v1::RouteRequest& request,
+                                                std::string_view request_class,
+                                                std::mt19937_64& rng) {
   SyncGeneration();
   auto it = entries_.find(PrimaryKey(request, request_class));
   if (it == entries_.end()) return std::nullopt;
@@ -105,26 +116,25 @@ std::optional<v1::RouteResponse> RouteCache::Lookup(const v1::RouteRequest& requ
           return ScopeAttributionValue(request.attribution(), kv.first) == kv.second;
         });
     if (!match) continue;
-    v1::RouteResponse answer = entry.answer;
+    const v1::RouteResponse& answer = *entry.answer;
     const __int128 needed =
         static_cast<__int128>(request.estimated_input_tokens()) + request.max_output_tokens();
-    if (needed > 0) {
-      auto* candidates = answer.mutable_candidates();
-      for (int i = candidates->size() - 1; i >= 0; --i) {
-        const int64_t window = candidates->Get(i).deployment().context_window();
-        if (window > 0 && window < needed) candidates->DeleteSubrange(i, 1);
-      }
+    RouteDecision::Order order;
+    for (int i = 0; i < answer.candidates_size(); ++i) {
+      const int64_t window = answer.candidates(i).deployment().context_window();
+      if (needed <= 0 || window <= 0 || window >= needed) order.push_back(i);
     }
-    if (answer.candidates_size() == 0) return std::nullopt;
-    if (answer.draw_weighted()) DrawWeightedFirst(answer, rng);
-    return answer;
+    if (order.empty()) return std::nullopt;
+    if (answer.draw_weighted()) DrawWeightedFirst(answer, order, rng);
+    return RouteDecision(entry.answer, std::move(order));
   }
   return std::nullopt;
 }
 
-bool RouteCache::Insert(const v1::RouteRequest& request, const v1::RouteResponse& answer,
-                        uint64_t generation) {
+bool RouteCache::Insert(const v1::RouteRequest& request,
+                        std::shared_ptr<const v1::RouteResponse> shared, uint64_t generation) {
   SyncGeneration();
+  const v1::RouteResponse& answer = *shared;
   if (generation != seen_generation_) return false;  // computed before an invalidation
   if (answer.cache_ttl_ms() <= 0 || answer.candidates_size() == 0) return false;
   for (const v1::Candidate& c : answer.candidates()) {
@@ -149,7 +159,7 @@ bool RouteCache::Insert(const v1::RouteRequest& request, const v1::RouteResponse
   std::sort(entry.attribution.begin(), entry.attribution.end());
   const std::string class_name =
       scope.request_class().empty() ? answer.request_class() : scope.request_class();
-  entry.answer = answer;
+  entry.answer = std::move(shared);
   entry.expires = now_() + std::chrono::milliseconds(answer.cache_ttl_ms());
   if (size() >= max_entries_) entries_.clear();
   std::vector<Entry>& list = entries_[PrimaryKey(request, class_name)];

@@ -10,10 +10,11 @@
 //   ... Route answer arrives ...
 //   cache.Insert(request, answer, gen);
 //
-// Answers with cache_ttl_ms == 0 or a probe candidate are never stored. A hit returns the answer
-// with the candidates whose context window cannot hold this request's estimated input + max
-// output removed (a miss when none remains) and, when draw_weighted, the first candidate drawn
-// among those with weight > 0 in proportion to weight, the others kept in the listed order.
+// Answers with cache_ttl_ms == 0 or a probe candidate are never stored. A hit shares the stored
+// answer (no copy) in a RouteDecision whose candidate order leaves out the candidates whose
+// context window cannot hold this request's estimated input + max output (a miss when none
+// remains) and, when draw_weighted, puts first a candidate drawn among those with weight > 0 in
+// proportion to weight, the others kept in the listed order.
 //
 // Not thread-safe: each I/O thread owns its own cache, so lookups take no lock. The generation
 // counter and the clock must outlive the cache.
@@ -22,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -29,9 +31,36 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "tollgate/v1/router.pb.h"
 
 namespace tollgate::gateway {
+
+// A routing answer as one request uses it: the answer, shared read-only with the cache and other
+// requests, and the order in which this request may try its candidates.
+class RouteDecision {
+ public:
+  using Order = absl::InlinedVector<int, 8>;
+
+  RouteDecision() = default;
+  // Every candidate of `answer`, in its order.
+  explicit RouteDecision(std::shared_ptr<const v1::RouteResponse> answer);
+  RouteDecision(std::shared_ptr<const v1::RouteResponse> answer, Order order)
+      : answer_(std::move(answer)), order_(std::move(order)) {}
+
+  int candidates_size() const { return static_cast<int>(order_.size()); }
+  const v1::Candidate& candidates(int i) const {
+    return answer_->candidates(order_[static_cast<size_t>(i)]);
+  }
+  const v1::RouteResponse& answer() const { return *answer_; }
+  const std::string& model() const { return answer_->model(); }
+
+ private:
+  std::shared_ptr<const v1::RouteResponse> answer_ = Empty();
+  Order order_;
+
+  static std::shared_ptr<const v1::RouteResponse> Empty();
+};
 
 class RouteCache {
  public:
@@ -45,14 +74,18 @@ class RouteCache {
   uint64_t generation() const { return generation_->load(std::memory_order_acquire); }
 
   // A usable cached answer for `request` whose class is `request_class`, or nullopt.
-  std::optional<v1::RouteResponse> Lookup(const v1::RouteRequest& request,
-                                          std::string_view request_class, std::mt19937_64& rng);
+  std::optional<RouteDecision> Lookup(const v1::RouteRequest& request,
+                                      std::string_view request_class, std::mt19937_64& rng);
 
   // Stores `answer` (given for `request`) when cacheable. `generation` is the generation read
   // before the Route call was made: an answer computed before an invalidation is not stored.
   // Returns true when stored.
-  bool Insert(const v1::RouteRequest& request, const v1::RouteResponse& answer,
+  bool Insert(const v1::RouteRequest& request, std::shared_ptr<const v1::RouteResponse> answer,
               uint64_t generation);
+  bool Insert(const v1::RouteRequest& request, const v1::RouteResponse& answer,
+              uint64_t generation) {
+    return Insert(request, std::make_shared<const v1::RouteResponse>(answer), generation);
+  }
 
   size_t size() const;
   void Clear() { entries_.clear(); }
@@ -63,7 +96,7 @@ class RouteCache {
 
  private:
   struct Entry {
-    v1::RouteResponse answer;
+    std::shared_ptr<const v1::RouteResponse> answer;
     std::vector<std::pair<std::string, std::string>> attribution;  // scope key -> value
     Clock::time_point expires;
   };
@@ -81,8 +114,10 @@ class RouteCache {
 // "tag:<name>") in `attribution`; "" when absent.
 std::string ScopeAttributionValue(const v1::Attribution& attribution, std::string_view key);
 
-// Moves a candidate with weight > 0, drawn in proportion to weight, to the front; keeps the
-// others in order. No-op when no candidate has a positive weight.
-void DrawWeightedFirst(v1::RouteResponse& answer, std::mt19937_64& rng);
+// Moves to the front of `order` (indexes into answer.candidates) a candidate with weight > 0,
+// drawn in proportion to weight; keeps the others in order. No-op when no candidate in `order`
+// has a positive weight.
+void DrawWeightedFirst(const v1::RouteResponse& answer, RouteDecision::Order& order,
+                       std::mt19937_64& rng);
 
 }  // namespace tollgate::gateway
