@@ -183,6 +183,11 @@ absl::StatusOr<v1::RouteResponse> RouteFromSnapshot(const v1::RouterSnapshot& sn
              d->capabilities().end();
     });
     if (!capable) continue;
+    if (!request.allowed_regions().empty() &&
+        std::find(request.allowed_regions().begin(), request.allowed_regions().end(),
+                  d->region()) == request.allowed_regions().end()) {
+      continue;
+    }
     if (needed > 0 && d->context_window() > 0 && d->context_window() < needed) continue;
     bool healthy = true;
     for (const v1::DeploymentHealth& h : snapshot.health()) {

@@ -522,6 +522,11 @@ v1::RouteRequest BuildRouteRequest(const ChatContext& ctx) {
     request.add_content_markers(std::move(marker));
   }
   request.set_class_hint(std::string(HeaderValue(ctx.request, kRouteClassHeader)));
+  if (ctx.key.restrictions != nullptr) {
+    for (const std::string& region : ctx.key.restrictions->regions) {
+      request.add_allowed_regions(region);
+    }
+  }
   return request;
 }
 

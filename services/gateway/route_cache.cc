@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace tollgate::gateway {
 namespace {
@@ -78,6 +79,13 @@ std::string RouteCache::PrimaryKey(const v1::RouteRequest& request,
   std::string key = absl::StrCat(request.model(), "\x1f", request.attribution().team(), "\x1f",
                                  absl::string_view(request_class.data(), request_class.size()));
   for (const std::string& c : EffectiveCapabilities(request)) absl::StrAppend(&key, "\x1f", c);
+  // A key limited to regions gets answers computed for exactly its regions.
+  if (!request.allowed_regions().empty()) {
+    std::vector<std::string> regions(request.allowed_regions().begin(),
+                                     request.allowed_regions().end());
+    std::sort(regions.begin(), regions.end());
+    absl::StrAppend(&key, "\x1e", absl::StrJoin(regions, "\x1f"));
+  }
   return key;
 }
 

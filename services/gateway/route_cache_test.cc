@@ -84,6 +84,19 @@ TEST_F(RouteCacheTest, ScopeKeysOnTeamClassCapabilitiesAndModel) {
   v1::RouteRequest other = request;
   other.set_model("cheap");
   EXPECT_FALSE(cache_.Lookup(other, "simple", rng_).has_value());
+  // A key limited to regions never reuses an answer computed for other regions (or none).
+  v1::RouteRequest eu = request;
+  eu.add_allowed_regions("eu");
+  EXPECT_FALSE(cache_.Lookup(eu, "simple", rng_).has_value());
+  ASSERT_TRUE(cache_.Insert(eu, Answer(eu), cache_.generation()));
+  EXPECT_TRUE(cache_.Lookup(eu, "simple", rng_).has_value());
+  v1::RouteRequest eu_us = request, us_eu = request;
+  eu_us.add_allowed_regions("eu");
+  eu_us.add_allowed_regions("us");
+  us_eu.add_allowed_regions("us");
+  us_eu.add_allowed_regions("eu");
+  ASSERT_TRUE(cache_.Insert(eu_us, Answer(eu_us), cache_.generation()));
+  EXPECT_TRUE(cache_.Lookup(us_eu, "simple", rng_).has_value());
   // Capability order does not matter.
   v1::RouteRequest a = request, b = request;
   a.add_required_capabilities("vision");

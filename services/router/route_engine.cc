@@ -315,6 +315,8 @@ absl::string_view RemovalFilterName(RemovalFilter filter) {
   switch (filter) {
     case RemovalFilter::kTeamRegion:
       return "team_region";
+    case RemovalFilter::kKeyRegion:
+      return "key_region";
     case RemovalFilter::kRuleRegion:
       return "rule_region";
     case RemovalFilter::kRuleDeployments:
@@ -434,6 +436,12 @@ absl::Status DecideRoute(const Catalog& catalog, const v1::RouteRequest& request
       filter = RemovalFilter::kTeamRegion;
       why = absl::StrCat("region '", d->region(), "' is not allowed for team '", team->name,
                          "' (allowed: ", absl::StrJoin(team->allowed_regions, ", "), ")");
+    } else if (!request.allowed_regions().empty() &&
+               std::find(request.allowed_regions().begin(), request.allowed_regions().end(),
+                         d->region()) == request.allowed_regions().end()) {
+      filter = RemovalFilter::kKeyRegion;
+      why = absl::StrCat("region '", d->region(), "' is not allowed for this API key (allowed: ",
+                         absl::StrJoin(request.allowed_regions(), ", "), ")");
     }
     for (const RoutingRule* rule : rules) {
       if (!why.empty() || rule == nullptr) continue;

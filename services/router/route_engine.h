@@ -11,7 +11,8 @@
 //   2. The request's class (request_classifier.h), the first matching global rule and the first
 //      matching model rule; the policy is the model rule's, else the global rule's, else the
 //      model's; an `auto` policy hands over to the policy of the request's class.
-//   3. Hard filters, first failing one recorded per deployment: team_region, rule_region,
+//   3. Hard filters, first failing one recorded per deployment: team_region, key_region
+//      (RouteRequest.allowed_regions), rule_region,
 //      rule_deployments, class_deployments, capability (stream implied by stream=true),
 //      context_window (estimated input + max output).
 //   4. Health filters: circuit_open, cooldown (429 retry-after), probe_busy (a half-open circuit
@@ -48,6 +49,7 @@ namespace tollgate::router {
 
 enum class RemovalFilter : uint8_t {
   kTeamRegion,
+  kKeyRegion,
   kRuleRegion,
   kRuleDeployments,
   kClassDeployments,

@@ -508,6 +508,23 @@ TEST_F(RouteEngineTest, TeamSettings) {
   EXPECT_THAT(Removed(decision), ElementsAre("mid:team_region"));
 }
 
+TEST_F(RouteEngineTest, KeyRegionsRestrictTheCandidates) {
+  v1::RouteRequest request = Request("prio");
+  request.add_allowed_regions("eu");
+  RouteDecision decision = MustDecide(request);
+  for (const std::string& id : Ids(decision)) {
+    EXPECT_TRUE(id == "mid" || id == "long") << id;
+  }
+  EXPECT_THAT(Removed(decision), ::testing::Contains("cheap:key_region"));
+  // A key limited to a region where the model has no deployment gets a clear refusal.
+  request.clear_allowed_regions();
+  request.add_allowed_regions("ap");
+  absl::Status status = Decide(request, &decision);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("region 'us' is not allowed for this API key (allowed: ap)"));
+}
+
 TEST_F(RouteEngineTest, ErrorsAndHardFilters) {
   RouteDecision decision;
   EXPECT_EQ(Decide(Request(""), &decision).code(), absl::StatusCode::kInvalidArgument);

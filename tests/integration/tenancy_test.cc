@@ -224,6 +224,28 @@ TEST_F(TenancyTest, KeyRestrictionsAreEnforcedByTheGateway) {
   EXPECT_NE(other_feature->body.find("feature_not_allowed"), std::string::npos);
 }
 
+TEST_F(TenancyTest, KeyRegionsKeepRequestsInTheirRegions) {
+  // The suite's deployments are all in region "local".
+  auto [local_id, local] = CreateKey(kAdmin, {"--team=alpha", "--regions=local", "--name=local"});
+  auto [eu_id, eu] = CreateKey(kAdmin, {"--team=alpha", "--regions=eu", "--name=eu-only"});
+  ASSERT_FALSE(local.empty());
+  ASSERT_FALSE(eu.empty());
+  ASSERT_TRUE(Await(suite_->gateway_port(), eu, 200, Clock::now(), std::chrono::seconds(5)));
+  auto served = HttpCall(suite_->gateway_port(), "POST", "/v1/chat/completions", ChatBody(),
+                         {{"authorization", "Bearer " + local}});
+  ASSERT_TRUE(served.ok());
+  EXPECT_EQ(served->status, 200) << served->body;
+  // Twice: the second answer must not come from a decision cached for another key's regions.
+  for (int i = 0; i < 2; ++i) {
+    auto refused = HttpCall(suite_->gateway_port(), "POST", "/v1/chat/completions", ChatBody(),
+                            {{"authorization", "Bearer " + eu}});
+    ASSERT_TRUE(refused.ok());
+    EXPECT_EQ(refused->status, 400) << refused->body;
+    EXPECT_NE(refused->body.find("not allowed for this API key (allowed: eu)"), std::string::npos)
+        << refused->body;
+  }
+}
+
 TEST_F(TenancyTest, ExpiredKeyIsRefused) {
   const Clock::time_point created = Clock::now();
   auto [id, secret] = CreateKey(kAdmin, {"--team=beta", "--expires=3s"});
