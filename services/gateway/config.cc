@@ -192,10 +192,12 @@ absl::StatusOr<GatewayConfig> ParseRoot(std::string_view source, const YAML::Nod
                    absl::StrCat("unknown field '", field, "' (valid: keys, guardrails)"));
     }
   }
-  const YAML::Node keys = root["keys"];
-  if (!keys.IsDefined() || keys.IsNull()) return Error(source, root, "missing 'keys'");
+  // No static keys is valid: a gateway with --ledger_admin takes the ledger's virtual keys (main
+  // refuses to start with neither).
+  const YAML::Node keys = root["keys"].IsDefined() && !root["keys"].IsNull()
+                              ? root["keys"]
+                              : YAML::Node(YAML::NodeType::Sequence);
   if (!keys.IsSequence()) return Error(source, keys, "'keys' must be a list");
-  if (keys.size() == 0) return Error(source, keys, "'keys' must list at least one key");
 
   GatewayConfig config;
   std::unordered_map<std::string, size_t> index_of_key;

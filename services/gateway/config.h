@@ -31,8 +31,8 @@
 //   absl::StatusOr<GatewayConfig> config = LoadGatewayConfig("/etc/tollgate/gateway.yaml");
 //
 // Validation is strict so that typos fail at start: unknown fields, missing or empty key/id/team,
-// duplicate keys or ids, keys with whitespace or shorter than kMinKeyBytes, and an empty key list
-// are errors. Error messages locate the problem (file, line, keys[i]) and never contain a secret.
+// duplicate keys or ids, and keys with whitespace or shorter than kMinKeyBytes are errors. The key
+// list may be empty or absent (a gateway with --ledger_admin serves the ledger's virtual keys). Error messages locate the problem (file, line, keys[i]) and never contain a secret.
 // Pure functions; thread-safe.
 
 #include <cstddef>

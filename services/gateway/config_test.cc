@@ -39,13 +39,21 @@ void ExpectError(const std::string& yaml, const std::string& fragment) {
   EXPECT_EQ(message.rfind("gw.yaml", 0), 0u) << "errors name the file: " << message;
 }
 
+TEST(GatewayConfig, StaticKeysAreOptional) {
+  // A gateway fed by the ledger's virtual keys (--ledger_admin) may list none.
+  for (const char* yaml : {"keys: []\n", "guardrails: {}\n", "keys:\n"}) {
+    absl::StatusOr<GatewayConfig> config = ParseGatewayConfig(yaml, "gw.yaml");
+    ASSERT_TRUE(config.ok()) << yaml << ": " << config.status();
+    EXPECT_TRUE(config->keys.empty());
+  }
+}
+
 TEST(GatewayConfig, Errors) {
   ExpectError("keys: [", "invalid YAML");
   ExpectError("", "empty configuration");
   ExpectError("- a\n- b\n", "top level must be a mapping");
   ExpectError("other: 1\n", "unknown field 'other'");
   ExpectError("keys: {}\n", "'keys' must be a list");
-  ExpectError("keys: []\n", "at least one key");
   ExpectError("keys:\n  - id: a\n    team: t\n", "keys[0]: missing 'key'");
   ExpectError("keys:\n  - key: tg-aaaaaaaa\n    team: t\n", "keys[0]: missing 'id'");
   ExpectError("keys:\n  - key: tg-aaaaaaaa\n    id: a\n", "keys[0]: missing 'team'");

@@ -202,6 +202,10 @@ int Run() {
   if (config_path.empty()) Die("--config is required (YAML file with the client keys)");
   absl::StatusOr<GatewayConfig> config = LoadGatewayConfig(config_path);
   if (!config.ok()) Die(std::string(config.status().message()));
+  if (config->keys.empty() && absl::GetFlag(FLAGS_ledger_admin).empty()) {
+    Die(absl::StrCat(config_path, ": no client keys: list some under 'keys' or set --ledger_admin "
+                     "to serve the ledger's virtual keys"));
+  }
   KeyStore keys(KeySnapshot::Build(config->keys));
   auto registry = std::make_shared<prometheus::Registry>();
   // Virtual keys, budgets and rate limits from the ledger's control plane (docs/tenancy.md,
