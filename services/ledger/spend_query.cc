@@ -163,9 +163,10 @@ absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query, SpendSource 
   out.from_rollups = out.from_daily_rollups || source == SpendSource::kRollups ||
                      (source == SpendSource::kAuto && can_use_rollups);
   std::vector<std::string>& params = out.rows_params;
-  // A tag-free query whose bounds are not whole hours ("--since 30d") still reads the hourly
-  // rollups for the whole hours inside its range, and raw events only for the partial hours at
-  // its edges: the same sums, exactly, without scanning the month's events.
+  // A tag-free query whose bounds are not whole hours ("--since 30d") still reads the daily
+  // rollups for the whole UTC days inside its range (unless it buckets by hour), the hourly
+  // rollups for the whole hours around them, and raw events only for the partial hours at its
+  // edges: the same sums, exactly, without scanning the month's events or hours.
   const int64_t start = query.start_unix_s(), end = query.end_unix_s();
   const int64_t inner_start = (start + 3599) / 3600 * 3600;  // ceil to the hour
   const int64_t inner_end = end / 3600 * 3600;               // floor; end 0: open
@@ -183,6 +184,23 @@ absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query, SpendSource 
         "output_tokens, reasoning_tokens";
     const std::string lo = Bind(params, absl::StrCat(inner_start));
     std::string middle = absl::StrCat("hour >= to_timestamp(", lo, "::bigint)");
+    // Whole days inside [inner_start, inner_end): daily rows; the hours left on either side stay
+    // hourly. Daily rollups are written with every insert, so an open end reads today's too.
+    const int64_t day_start = (inner_start + 86399) / 86400 * 86400;
+    const int64_t day_end = end == 0 ? 0 : inner_end / 86400 * 86400;
+    const bool days = query.bucket() != v1::BUCKET_HOUR && (end == 0 || day_start < day_end);
+    std::string day_range;
+    if (days) {
+      const std::string ds = Bind(params, absl::StrCat(day_start));
+      day_range = absl::StrCat("day >= to_timestamp(", ds, "::bigint)");
+      std::string hours = absl::StrCat("(", middle, " AND hour < to_timestamp(", ds, "::bigint))");
+      if (end != 0) {
+        const std::string de = Bind(params, absl::StrCat(day_end));
+        absl::StrAppend(&day_range, " AND day < to_timestamp(", de, "::bigint)");
+        absl::StrAppend(&hours, " OR (hour >= to_timestamp(", de, "::bigint)");
+      }
+      middle = hours;  // completed with the upper hour bound below
+    }
     std::vector<std::string> edges;
     if (start < inner_start) {
       edges.push_back(absl::StrCat("(ts >= to_timestamp(", Bind(params, absl::StrCat(start)),
@@ -190,7 +208,7 @@ absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query, SpendSource 
     }
     if (end != 0) {
       const std::string hi = Bind(params, absl::StrCat(inner_end));
-      absl::StrAppend(&middle, " AND hour < to_timestamp(", hi, "::bigint)");
+      absl::StrAppend(&middle, " AND hour < to_timestamp(", hi, "::bigint)", days ? ")" : "");
       if (inner_end < end) {
         edges.push_back(absl::StrCat("(ts >= to_timestamp(", hi, "::bigint) AND ts < to_timestamp(",
                                      Bind(params, absl::StrCat(end)), "::bigint))"));
@@ -198,6 +216,10 @@ absl::StatusOr<SpendSql> BuildSpendSql(const v1::SpendQuery& query, SpendSource 
     }
     table = absl::StrCat("(SELECT hour AS t, ", dims, ", requests, ", tokens,
                          ", cost_usd FROM usage_rollups_hourly WHERE ", middle);
+    if (days) {
+      absl::StrAppend(&table, " UNION ALL SELECT day, ", dims, ", requests, ", tokens,
+                      ", cost_usd FROM usage_rollups_daily WHERE ", day_range);
+    }
     if (!edges.empty()) {
       absl::StrAppend(&table, " UNION ALL SELECT ts, ", dims, ", 1, ", tokens, ", ",
                       std::string(kEventCost), " FROM ", std::string(kEventsWithCorrections),

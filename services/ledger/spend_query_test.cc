@@ -226,5 +226,35 @@ TEST(BuildSpendSqlTest, UnalignedTagFreeRangesReadHourlyRollupsInsideAndEventsAt
   EXPECT_FALSE(BuildSpendSql(q, SpendSource::kEvents)->split_edges);
 }
 
+TEST(BuildSpendSqlTest, UnalignedRangesOverWholeDaysReadTheDailyRollups) {
+  const int64_t day = 1'709'251'200;  // 2024-03-01 00:00 UTC
+  v1::SpendQuery q = Query({"team"});
+  q.set_bucket(v1::BUCKET_DAY);
+  q.set_start_unix_s(day + 22 * 3600 + 1800);  // 03-01 22:30
+  q.set_end_unix_s(day + 3 * 86400 + 3600 + 60);  // 03-04 01:01
+  absl::StatusOr<SpendSql> sql = BuildSpendSql(q);
+  ASSERT_TRUE(sql.ok()) << sql.status();
+  EXPECT_TRUE(sql->split_edges);
+  EXPECT_THAT(sql->rows_sql, HasSubstr("FROM usage_rollups_daily WHERE day >= to_timestamp($2"));
+  // Hours 23:00..03-02 00:00 and 03-04 00:00..01:00; days 03-02..03-04; edges 22:30..23:00 and
+  // 03-04 01:00..01:01.
+  EXPECT_THAT(sql->rows_params,
+              ::testing::ElementsAre(absl::StrCat(day + 23 * 3600), absl::StrCat(day + 86400),
+                                     absl::StrCat(day + 3 * 86400),
+                                     absl::StrCat(day + 22 * 3600 + 1800),
+                                     absl::StrCat(day + 3 * 86400 + 3600),
+                                     absl::StrCat(day + 3 * 86400 + 3600 + 60),
+                                     absl::StrCat(day + 22 * 3600 + 1800),
+                                     absl::StrCat(day + 3 * 86400 + 3600 + 60)));
+  // Hour buckets cannot use day rows.
+  v1::SpendQuery hourly = q;
+  hourly.set_bucket(v1::BUCKET_HOUR);
+  EXPECT_THAT(BuildSpendSql(hourly)->rows_sql, ::testing::Not(HasSubstr("usage_rollups_daily")));
+  // An open end ("--since 30d") reads the days up to today from the daily rollups.
+  v1::SpendQuery open = q;
+  open.set_end_unix_s(0);
+  EXPECT_THAT(BuildSpendSql(open)->rows_sql, HasSubstr("FROM usage_rollups_daily"));
+}
+
 }  // namespace
 }  // namespace tollgate::ledger

@@ -638,8 +638,9 @@ TEST_F(PostgresUsageStoreTest, ExactSumPropertyEventsRollupsAndQueriesAgree) {
     EXPECT_EQ(a->SerializeAsString(), b->SerializeAsString()) << r.DebugString();
     EXPECT_EQ(c->SerializeAsString(), b->SerializeAsString()) << r.DebugString();
   }
-  // Random ranges not on whole hours ("--since 30d"): kAuto reads the hourly rollups inside and
-  // raw events at the edges, and agrees with the raw events exactly.
+  // Random ranges not on whole hours ("--since 30d"): kAuto reads the daily rollups for whole
+  // days inside, hourly rollups for whole hours around them and raw events at the edges, and
+  // agrees with the raw events exactly.
   for (int trial = 0; trial < 20; ++trial) {
     v1::SpendQuery r;
     const int64_t start = kDay + uniform(0, int64_t{40} * 86400);
