@@ -24,6 +24,7 @@
 #include "boost/json/parse.hpp"
 #include "services/common/logging.h"
 #include "services/common/money.h"
+#include "services/common/request_id.h"
 #include "services/common/price_schedule.h"
 #include "services/gateway/attribution.h"
 #include "services/gateway/http_util.h"

@@ -21,9 +21,6 @@ HttpResponse JsonResponse(unsigned status, std::string body, bool keep_alive);
 HttpResponse ErrorResponse(unsigned status, std::string_view type, std::string_view code,
                            std::string_view param, std::string_view message, bool keep_alive);
 
-// A new request id: 32 lowercase hex digits (128 random bits from a per-thread generator seeded
-// from the OS; no locks). Also used as the usage event id.
-std::string NewRequestId();
 
 // The path of a request target, without the query string.
 std::string_view RequestPath(std::string_view target);

@@ -17,10 +17,12 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "services/common/money.h"
+#include "services/common/request_id.h"
 #include "services/ledger/store.h"
 
 ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL (a database the benchmark may fill).");
@@ -29,15 +31,23 @@ ABSL_FLAG(int, writers, 2, "Concurrent writers (one connection each) in the inge
 ABSL_FLAG(int, batch, 2000, "Events per InsertBatch.");
 ABSL_FLAG(int64_t, query_events, 10000000, "Events generated with SQL for the query phase.");
 ABSL_FLAG(int, query_runs, 20, "Timed runs of the spend query.");
+ABSL_FLAG(std::string, event_ids, "ordered",
+          "Event ids of the ingest phase: ordered (the gateway's time-ordered request ids) or "
+          "random (128 random bits, the gateway's ids before time ordering; for comparison).");
 
 namespace tollgate::ledger {
 namespace {
 
 v1::UsageEvent MakeEvent(int64_t i, int64_t base_us) {
   v1::UsageEvent e;
-  e.set_event_id(absl::StrCat("bench-", i));
   e.set_request_id(absl::StrCat("req-", i));
   e.set_time_unix_us(base_us + (i % 86400) * 1'000'000 + i % 1'000'000);
+  // Ids as the gateway makes them (time-ordered, random tail), so the exactly-once index sees the
+  // production key distribution; or fully random, as they were before.
+  static const bool random_ids = absl::GetFlag(FLAGS_event_ids) == "random";
+  thread_local absl::BitGen bitgen;
+  e.set_event_id(random_ids ? NewRequestId(absl::Uniform<int64_t>(bitgen, 0, int64_t{1} << 48))
+                            : NewRequestId(e.time_unix_us() / 1000));
   v1::Attribution* a = e.mutable_attribution();
   a->set_team(absl::StrCat("team-", i % 20));
   a->set_feature(absl::StrCat("feature-", i % 10));
@@ -219,12 +229,12 @@ int Run() {
   if (time_query(SpendSource::kRollups, absl::GetFlag(FLAGS_query_runs), "hourly rollups") != 0) {
     return 1;
   }
-  // "--since 30d"-style bounds (not on whole hours): hourly rollups inside, raw events at the
-  // two partial-hour edges.
+  // "--since 30d"-style bounds (not on whole hours): daily rollups for the whole days, hourly
+  // rollups for the hours around them, raw events at the two partial-hour edges.
   q.set_start_unix_s(month_start + 1800);
   q.set_end_unix_s(month_start + days * 86400 - 1800);
   if (time_query(SpendSource::kAuto, absl::GetFlag(FLAGS_query_runs),
-                 "auto: unaligned bounds, hourly rollups + raw edges") != 0) {
+                 "auto: unaligned bounds, daily + hourly rollups + raw edges") != 0) {
     return 1;
   }
   q.set_start_unix_s(month_start);
