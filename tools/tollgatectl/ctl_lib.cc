@@ -18,6 +18,7 @@
 #include "boost/json/value.hpp"
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/support/status.h"
 #include "services/common/money.h"
 
 namespace tollgate::tools::ctl {
@@ -34,7 +35,8 @@ size_t DisplayWidth(std::string_view s) {
 // Aligned columns separated by two spaces, a dashed rule after the header and before row
 // `rule_before` (if non-zero). Right-aligned columns for numbers; no trailing spaces.
 std::string RenderAligned(const std::vector<std::vector<std::string>>& rows,
-                          const std::vector<bool>& right_aligned, size_t rule_before) {
+                          const std::vector<bool>& right_aligned, size_t rule_before,
+                          bool header_rule) {
   if (rows.empty()) return "";
   const size_t cols = rows.front().size();
   std::vector<size_t> width(cols, 0);
@@ -46,7 +48,9 @@ std::string RenderAligned(const std::vector<std::vector<std::string>>& rows,
   const std::string rule(total_width, '-');
   std::string out;
   for (size_t r = 0; r < rows.size(); ++r) {
-    if (r == 1 || (rule_before != 0 && r == rule_before)) absl::StrAppend(&out, rule, "\n");
+    if ((header_rule && r == 1) || (rule_before != 0 && r == rule_before)) {
+      absl::StrAppend(&out, rule, "\n");
+    }
     std::string line;
     for (size_t c = 0; c < cols; ++c) {
       const std::string& cell = rows[r][c];
@@ -70,12 +74,6 @@ std::string NormalizeFlag(std::string_view name) {
   std::string n(name);
   std::replace(n.begin(), n.end(), '_', '-');
   return n;
-}
-
-bool ParseInt64(std::string_view text, int64_t& out) {
-  if (text.empty()) return false;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc() && ptr == text.data() + text.size();
 }
 
 // Display width for alignment: UTF-8 code points, not bytes.
@@ -391,12 +389,26 @@ absl::StatusOr<CtlArgs> SplitArgs(const std::vector<std::string>& args,
   return out;
 }
 
+bool ParseInt64(std::string_view text, int64_t& out) {
+  if (text.empty()) return false;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && ptr == text.data() + text.size();
+}
+
+bool NamesCommand(const std::vector<std::string>& args,
+                  const std::function<bool(std::string_view)>& is_bool,
+                  const std::function<bool(std::string_view)>& is_topic) {
+  absl::StatusOr<CtlArgs> split = SplitArgs(args, is_bool);
+  if (!split.ok() || split->positional.empty()) return false;
+  const std::vector<std::string>& positional = split->positional;
+  if (is_topic(positional[0])) return true;
+  return positional[0] == "help" && positional.size() == 2 && is_topic(positional[1]);
+}
+
 absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, const GetEnv& env,
                                          absl::Time now) {
   Command cmd;
-  if (auto v = env("TOLLGATE_ROUTER_ADMIN"); v && !v->empty()) cmd.global.router_admin = *v;
-  if (auto v = env("TOLLGATE_LEDGER_ADMIN"); v && !v->empty()) cmd.global.ledger_admin = *v;
-  if (auto v = env("TOLLGATE_ADMIN_TOKEN"); v && !v->empty()) cmd.global.token = *v;
+  cmd.global = GlobalOptionsFromEnv(env);
 
   absl::StatusOr<CtlArgs> split =
       SplitArgs(args, [](std::string_view name) { return name == "compare"; });
@@ -434,40 +446,17 @@ absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, c
 
   std::vector<std::string> group_by;
   std::optional<int64_t> since, until;
-  for (const CtlFlag& f : flags) {
-    if (f.name == "router-admin") {
-      if (f.value.empty()) return Invalid("--router_admin must not be empty");
-      cmd.global.router_admin = f.value;
-    } else if (f.name == "ledger-admin") {
-      if (f.value.empty()) return Invalid("--ledger_admin must not be empty");
-      cmd.global.ledger_admin = f.value;
-    } else if (f.name == "token") {
-      cmd.global.token = f.value;
-    } else if (f.name == "timeout") {
-      auto d = ParseDuration(f.value);
-      if (!d.ok()) return Invalid(absl::StrCat("--timeout: ", std::string(d.status().message())));
-      if (*d <= absl::ZeroDuration()) return Invalid("--timeout must be positive");
-      cmd.global.timeout = *d;
-    } else if (f.name == "format") {
-      if (f.value == "table") {
-        cmd.format = Format::kTable;
-      } else if (f.value == "json") {
-        cmd.format = Format::kJson;
-      } else if (f.value == "csv" && cmd.kind == Command::Kind::kSpend) {
-        cmd.format = Format::kCsv;
-      } else {
-        return Invalid(absl::StrCat(
-            "bad --format '", f.value, "' for ", command, " (use ",
-            cmd.kind == Command::Kind::kSpend ? "table, json or csv" : "table or json", ")"));
-      }
-    } else if (cmd.kind == Command::Kind::kSpend && f.name == "group-by") {
+  const bool spend = cmd.kind == Command::Kind::kSpend;
+  CommonFlagSpec spec{.formats = {Format::kTable, Format::kJson}, .command = command};
+  if (spend) spec.formats.push_back(Format::kCsv);
+  const auto own_flag = [&](const CtlFlag& f) -> absl::Status {
+    if (spend && f.name == "group-by") {
       group_by.push_back(f.value);
-    } else if (cmd.kind == Command::Kind::kSpend && (f.name == "since" || f.name == "until")) {
-      auto t = ParseTimeSpec(f.value, now);
-      if (!t.ok())
-        return Invalid(absl::StrCat("--", f.name, ": ", std::string(t.status().message())));
+    } else if (spend && (f.name == "since" || f.name == "until")) {
+      absl::StatusOr<int64_t> t = ParseTimeFlag(f, now);
+      if (!t.ok()) return t.status();
       (f.name == "since" ? since : until) = *t;
-    } else if (cmd.kind == Command::Kind::kSpend && f.name == "bucket") {
+    } else if (spend && f.name == "bucket") {
       if (f.value == "hour") {
         cmd.spend_query.set_bucket(v1::BUCKET_HOUR);
       } else if (f.value == "day") {
@@ -482,24 +471,24 @@ absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, c
         return Invalid(
             absl::StrCat("bad --bucket '", f.value, "' (use hour, day, week, month or none)"));
       }
-    } else if (cmd.kind == Command::Kind::kSpend && f.name == "compare") {
+    } else if (spend && f.name == "compare") {
       if (f.value != "true" && f.value != "false") {
         return Invalid(absl::StrCat("bad --compare '", f.value, "' (true or false)"));
       }
       cmd.spend_query.set_compare_previous(f.value == "true");
-    } else if (cmd.kind == Command::Kind::kSpend && f.name == "page-size") {
+    } else if (spend && f.name == "page-size") {
       int64_t n = 0;
       if (!ParseInt64(f.value, n) || n < 0 || n > std::numeric_limits<int32_t>::max()) {
         return Invalid(absl::StrCat("bad --page-size '", f.value, "' (a non-negative integer)"));
       }
       cmd.spend_query.set_page_size(static_cast<int32_t>(n));
-    } else if (cmd.kind == Command::Kind::kSpend && f.name == "page-token") {
+    } else if (spend && f.name == "page-token") {
       cmd.spend_query.set_page_token(f.value);
-    } else if (cmd.kind == Command::Kind::kSpend && f.name == "filter") {
+    } else if (spend && f.name == "filter") {
       auto filter = ParseFilter(f.value);
       if (!filter.ok()) return filter.status();
       (*cmd.spend_query.mutable_filters())[filter->first] = filter->second;
-    } else if (cmd.kind == Command::Kind::kSpend && (f.name == "limit" || f.name == "top")) {
+    } else if (spend && (f.name == "limit" || f.name == "top")) {
       int64_t n = 0;
       if (!ParseInt64(f.value, n) || n < 0 || n > std::numeric_limits<int32_t>::max()) {
         return Invalid(absl::StrCat("bad --limit '", f.value, "' (a non-negative integer)"));
@@ -508,7 +497,10 @@ absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, c
     } else {
       return Invalid(absl::StrCat("unknown flag --", f.name, " for ", command));
     }
-  }
+    return absl::OkStatus();
+  };
+  const absl::Status flags_status = ApplyFlags(flags, spec, cmd.global, cmd.format, own_flag);
+  if (!flags_status.ok()) return flags_status;
   if (cmd.kind == Command::Kind::kSpend) {
     auto dims = ParseGroupBy(group_by);
     if (!dims.ok()) return dims.status();
@@ -529,42 +521,98 @@ GlobalOptions GlobalOptionsFromEnv(const GetEnv& env) {
   return global;
 }
 
-absl::StatusOr<bool> ApplyCommonFlag(const CtlFlag& flag, const std::vector<Format>& formats,
+namespace {
+std::string_view FormatName(Format format) {
+  switch (format) {
+    case Format::kJson:
+      return "json";
+    case Format::kCsv:
+      return "csv";
+    case Format::kTable:
+      break;
+  }
+  return "table";
+}
+}  // namespace
+
+absl::StatusOr<bool> ApplyCommonFlag(const CtlFlag& flag, const CommonFlagSpec& spec,
                                      GlobalOptions& global, Format& format) {
   if (flag.name == "router-admin" || flag.name == "ledger-admin") {
-    if (flag.value.empty()) return Invalid(absl::StrCat("--", flag.name, " must not be empty"));
-    (flag.name == "router-admin" ? global.router_admin : global.ledger_admin) = flag.value;
-  } else if (flag.name == "token") {
+    const bool router = flag.name == "router-admin";
+    // Named as documented (--ledger_admin), not in the normalized spelling.
+    if (flag.value.empty()) {
+      return Invalid(
+          absl::StrCat("--", router ? "router_admin" : "ledger_admin", " must not be empty"));
+    }
+    (router ? global.router_admin : global.ledger_admin) = flag.value;
+  } else if (flag.name == "token" && spec.token) {
     global.token = flag.value;
   } else if (flag.name == "timeout") {
     absl::StatusOr<absl::Duration> d = ParseDuration(flag.value);
     if (!d.ok()) return Invalid(absl::StrCat("--timeout: ", d.status().message()));
     if (*d <= absl::ZeroDuration()) return Invalid("--timeout must be positive");
     global.timeout = *d;
-  } else if (flag.name == "format") {
-    constexpr std::pair<Format, std::string_view> kNames[] = {
-        {Format::kTable, "table"}, {Format::kCsv, "csv"}, {Format::kJson, "json"}};
+  } else if (flag.name == "format" && !spec.formats.empty()) {
     std::vector<std::string> allowed;
-    for (const auto& [f, name] : kNames) {
-      if (std::find(formats.begin(), formats.end(), f) == formats.end()) continue;
-      if (flag.value == name) {
+    for (Format f : spec.formats) {
+      if (flag.value == FormatName(f)) {
         format = f;
         return true;
       }
-      allowed.emplace_back(name);
+      allowed.emplace_back(FormatName(f));
     }
-    return Invalid(
-        absl::StrCat("bad --format '", flag.value, "' (use ", absl::StrJoin(allowed, ", "), ")"));
+    std::string list = spec.formats_text;
+    if (list.empty()) {
+      const std::string last = allowed.back();
+      allowed.pop_back();
+      list = allowed.empty() ? last : absl::StrCat(absl::StrJoin(allowed, ", "), " or ", last);
+    }
+    return Invalid(absl::StrCat("bad --format '", flag.value, "'",
+                                spec.command.empty() ? "" : absl::StrCat(" for ", spec.command),
+                                " (use ", list, ")"));
   } else {
     return false;
   }
   return true;
 }
 
-void PrepareContext(grpc::ClientContext& context, const GlobalOptions& global) {
+absl::Status ApplyFlags(const std::vector<CtlFlag>& flags, const CommonFlagSpec& spec,
+                        GlobalOptions& global, Format& format,
+                        const std::function<absl::Status(const CtlFlag&)>& own) {
+  for (const CtlFlag& f : flags) {
+    absl::StatusOr<bool> common = ApplyCommonFlag(f, spec, global, format);
+    if (!common.ok()) return common.status();
+    if (*common) continue;
+    if (absl::Status st = own(f); !st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> ParseTimeFlag(const CtlFlag& flag, absl::Time now) {
+  absl::StatusOr<int64_t> t = ParseTimeSpec(flag.value, now);
+  if (!t.ok()) return Invalid(absl::StrCat("--", flag.name, ": ", t.status().message()));
+  return *t;
+}
+
+void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
   context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::microseconds(absl::ToInt64Microseconds(global.timeout)));
+                       std::chrono::microseconds(absl::ToInt64Microseconds(timeout)));
+}
+
+void PrepareContext(grpc::ClientContext& context, const GlobalOptions& global) {
+  SetDeadline(context, global.timeout);
   if (!global.token.empty()) context.AddMetadata("authorization", "Bearer " + global.token);
+}
+
+int PrintRpcError(std::ostream& err, std::string_view service, std::string_view address,
+                  const grpc::Status& status) {
+  err << RpcErrorLine(service, address, status.error_code(), status.error_message()) << "\n";
+  return 1;
+}
+
+int PrintUsageError(std::ostream& err, const absl::Status& status, std::string_view usage) {
+  err << "tollgatectl: " << status.message() << "\n\n" << usage;
+  return 2;
 }
 
 std::string ProtoJson(const google::protobuf::Message& message) {
@@ -579,13 +627,7 @@ std::string ProtoJson(const google::protobuf::Message& message) {
 
 std::string RenderCsv(const std::vector<std::vector<std::string>>& rows) {
   std::string out;
-  for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) {
-      if (i > 0) out += ',';
-      out += CsvField(row[i]);
-    }
-    out += "\r\n";
-  }
+  for (const auto& row : rows) AppendCsvLine(row, out);
   return out;
 }
 
@@ -637,16 +679,9 @@ std::string RenderSpendTable(const v1::SpendResponse& response, v1::Bucket bucke
 
 std::string RenderSpendCsv(const v1::SpendResponse& response, v1::Bucket bucket) {
   std::string out;
-  auto append_line = [&](const std::vector<std::string>& cells) {
-    for (size_t i = 0; i < cells.size(); ++i) {
-      if (i > 0) out += ',';
-      out += CsvField(cells[i]);
-    }
-    out += "\r\n";
-  };
-  append_line(SpendHeader(response, bucket));
+  AppendCsvLine(SpendHeader(response, bucket), out);
   for (const auto& row : response.rows()) {
-    append_line(SpendCells(row, response, bucket, nullptr, /*show_empty_as_none=*/false));
+    AppendCsvLine(SpendCells(row, response, bucket, nullptr, /*show_empty_as_none=*/false), out);
   }
   return out;
 }

@@ -20,10 +20,12 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
@@ -32,6 +34,7 @@
 
 namespace grpc {
 class ClientContext;
+class Status;
 }  // namespace grpc
 
 namespace tollgate::tools::ctl {
@@ -54,6 +57,15 @@ struct CtlArgs {
 // as their value. Errors: kInvalidArgument for "--" / "-=" and a non-boolean flag without value.
 absl::StatusOr<CtlArgs> SplitArgs(const std::vector<std::string>& args,
                                   const std::function<bool(std::string_view)>& is_bool);
+
+// Whether `args` name a command of a family: the first positional argument is one of its
+// topics, or "help <topic>". False when `args` do not split (SplitArgs with `is_bool`).
+bool NamesCommand(const std::vector<std::string>& args,
+                  const std::function<bool(std::string_view)>& is_bool,
+                  const std::function<bool(std::string_view)>& is_topic);
+
+// A whole decimal int64 (optional '-', no '+', spaces or trailing text).
+bool ParseInt64(std::string_view text, int64_t& out);
 
 inline constexpr const char* kDefaultRouterAdmin = "127.0.0.1:7002";
 inline constexpr const char* kDefaultLedgerAdmin = "127.0.0.1:7004";
@@ -106,28 +118,62 @@ using GetEnv = std::function<std::optional<std::string>(const char* name)>;
 absl::StatusOr<Command> ParseCommandLine(const std::vector<std::string>& args, const GetEnv& env,
                                          absl::Time now);
 
-// ---- Shared by the command families (tenancy, quotas, ...) -------------------------------------
+// ---- Shared by the command families (spend/catalog, route, ledger, tenancy, quotas) ------------
 
 // GlobalOptions from the environment: TOLLGATE_ROUTER_ADMIN, TOLLGATE_LEDGER_ADMIN,
 // TOLLGATE_ADMIN_TOKEN (unset or empty: the defaults).
 GlobalOptions GlobalOptionsFromEnv(const GetEnv& env);
 
+// Which of the flags every command takes (ApplyCommonFlag) a command family takes, and how its
+// errors read.
+struct CommonFlagSpec {
+  // The --format values taken; empty: --format is not a common flag (the command's own, if any).
+  std::vector<Format> formats = {};
+  // Named in a --format error ("bad --format 'x' for <command> (use ...)"); empty: not named.
+  std::string command = {};
+  // The list in a --format error; empty: the formats, "table, json or csv" style.
+  std::string formats_text = {};
+  // Whether --token is taken (the router's admin API takes none: route commands reject it).
+  bool token = true;
+};
+
 // Applies one of the flags every command takes: --router_admin, --ledger_admin, --token,
-// --timeout, and --format restricted to `formats`. Returns true when `flag` was one of them,
+// --timeout, and --format restricted to spec.formats. Returns true when `flag` was one of them,
 // false when it is the command's own. Errors: kInvalidArgument for an empty address, a bad or
-// non-positive timeout, or a format not in `formats` (the message lists the allowed ones).
-absl::StatusOr<bool> ApplyCommonFlag(const CtlFlag& flag, const std::vector<Format>& formats,
+// non-positive timeout, or a format not in spec.formats (the message lists the allowed ones).
+absl::StatusOr<bool> ApplyCommonFlag(const CtlFlag& flag, const CommonFlagSpec& spec,
                                      GlobalOptions& global, Format& format);
 
+// Applies `flags` in order: the common ones through ApplyCommonFlag, every other one through
+// `own`, which returns the command's error for a flag it does not take. Stops at the first error.
+absl::Status ApplyFlags(const std::vector<CtlFlag>& flags, const CommonFlagSpec& spec,
+                        GlobalOptions& global, Format& format,
+                        const std::function<absl::Status(const CtlFlag&)>& own);
+
+// A --since / --until style flag's value through ParseTimeSpec; errors name the flag
+// ("--since: bad time ...").
+absl::StatusOr<int64_t> ParseTimeFlag(const CtlFlag& flag, absl::Time now);
+
+// Sets a call's deadline to now + `timeout`. Not pure (reads the clock).
+void SetDeadline(grpc::ClientContext& context, absl::Duration timeout);
+
 // A control-plane call's context: deadline now + global.timeout and, when global.token is not
-// empty, "authorization: Bearer <token>". Not pure (reads the clock).
+// empty, "authorization: Bearer <token>". For the ledger's services (the router's admin API takes
+// no token: SetDeadline alone). Not pure (reads the clock).
 void PrepareContext(grpc::ClientContext& context, const GlobalOptions& global);
+
+// Prints RpcErrorLine for a failed call to `service` at `address` on `err`; returns exit code 1.
+int PrintRpcError(std::ostream& err, std::string_view service, std::string_view address,
+                  const grpc::Status& status);
+
+// Prints "tollgatectl: <message>", a blank line and `usage` on `err`; returns exit code 2.
+int PrintUsageError(std::ostream& err, const absl::Status& status, std::string_view usage);
 
 // A message as one line of JSON with the proto field names and default values printed, then
 // "\n".
 std::string ProtoJson(const google::protobuf::Message& message);
 
-// Rows as RFC 4180 CSV (fields through CsvField, CRLF line ends); the first row is the header.
+// Rows as RFC 4180 CSV (lines through AppendCsvLine); the first row is the header.
 std::string RenderCsv(const std::vector<std::vector<std::string>>& rows);
 
 // Help text: the overview for "" (or an unknown topic), else the command's.
@@ -153,14 +199,27 @@ std::string RenderSpend(const v1::SpendResponse& response, v1::Bucket bucket, Fo
 std::string RenderCatalogTable(const v1::ListCatalogResponse& response);
 std::string RenderCatalogJson(const v1::ListCatalogResponse& response);
 
-// One CSV field, quoted when it contains a comma, quote, CR or LF (quotes doubled).
 // Aligned columns separated by two spaces (widths in UTF-8 code points), a dashed rule after the
-// header row and before row `rule_before` (if non-zero); `right_aligned` per column (numbers);
-// no trailing spaces. Every row has the header's column count.
+// header row (unless !header_rule) and before row `rule_before` (if non-zero); `right_aligned`
+// per column (numbers); no trailing spaces. Every row has the header's column count.
 std::string RenderAligned(const std::vector<std::vector<std::string>>& rows,
-                          const std::vector<bool>& right_aligned, size_t rule_before);
+                          const std::vector<bool>& right_aligned, size_t rule_before,
+                          bool header_rule = true);
 
+// One CSV field, quoted when it contains a comma, quote, CR or LF (quotes doubled).
 std::string CsvField(std::string_view value);
+
+// Appends one RFC 4180 CSV line: `fields` (strings) through CsvField, comma-separated, CRLF.
+template <typename Fields>
+void AppendCsvLine(const Fields& fields, std::string& out) {
+  bool first = true;
+  for (const std::string& field : fields) {
+    if (!first) out += ',';
+    first = false;
+    out += CsvField(field);
+  }
+  out += "\r\n";
+}
 
 // "tollgatectl: <service> at <address>: <CODE>: <message>" on one line.
 std::string RpcErrorLine(std::string_view service, std::string_view address, int grpc_code,

@@ -1,7 +1,5 @@
 #include "tools/tollgatectl/ctl_rpc.h"
 
-#include <chrono>
-
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "tollgate/v1/ledger.grpc.pb.h"
@@ -10,25 +8,14 @@
 namespace tollgate::tools::ctl {
 namespace {
 
-void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::microseconds(absl::ToInt64Microseconds(timeout)));
-}
-
 int RunSpend(const Command& cmd, std::ostream& out, std::ostream& err) {
   auto stub = v1::LedgerAdmin::NewStub(
       grpc::CreateChannel(cmd.global.ledger_admin, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
-  SetDeadline(context, cmd.global.timeout);
-  if (!cmd.global.token.empty()) context.AddMetadata("authorization", "Bearer " + cmd.global.token);
+  PrepareContext(context, cmd.global);
   v1::SpendResponse response;
   const grpc::Status status = stub->QuerySpend(&context, cmd.spend_query, &response);
-  if (!status.ok()) {
-    err << RpcErrorLine("ledger", cmd.global.ledger_admin, status.error_code(),
-                        status.error_message())
-        << "\n";
-    return 1;
-  }
+  if (!status.ok()) return PrintRpcError(err, "ledger", cmd.global.ledger_admin, status);
   out << RenderSpend(response, cmd.spend_query.bucket(), cmd.format);
   return 0;
 }
@@ -37,15 +24,10 @@ int RunCatalog(const Command& cmd, std::ostream& out, std::ostream& err) {
   auto stub = v1::RouterAdmin::NewStub(
       grpc::CreateChannel(cmd.global.router_admin, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
-  SetDeadline(context, cmd.global.timeout);
+  SetDeadline(context, cmd.global.timeout);  // RouterAdmin takes no token
   v1::ListCatalogResponse response;
   const grpc::Status status = stub->ListCatalog(&context, v1::ListCatalogRequest(), &response);
-  if (!status.ok()) {
-    err << RpcErrorLine("router", cmd.global.router_admin, status.error_code(),
-                        status.error_message())
-        << "\n";
-    return 1;
-  }
+  if (!status.ok()) return PrintRpcError(err, "router", cmd.global.router_admin, status);
   out << (cmd.format == Format::kJson ? RenderCatalogJson(response) : RenderCatalogTable(response));
   return 0;
 }

@@ -1,7 +1,6 @@
 #include "tools/tollgatectl/ledger_cmds.h"
 
 #include <algorithm>
-#include <chrono>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -24,11 +23,7 @@ namespace {
 
 absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
 
-using Parsed = CtlArgs;
-
-absl::StatusOr<Parsed> Split(const std::vector<std::string>& args) {
-  return SplitArgs(args, [](std::string_view name) { return name == "dry-run"; });
-}
+bool IsBoolFlag(std::string_view name) { return name == "dry-run"; }
 
 bool IsLedgerTopic(std::string_view name) {
   return name == "reprice" || name == "export" || name == "reconcile" || name == "anomalies";
@@ -87,67 +82,28 @@ constexpr std::string_view kRepriceHelp =
     "  --format table|json      output format (default table)\n"
     "  --ledger_admin HOST:PORT (env TOLLGATE_LEDGER_ADMIN, default 127.0.0.1:7004), --timeout\n";
 
-void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::microseconds(absl::ToInt64Microseconds(timeout)));
-}
-
-std::string Pad(const std::string& s, size_t width, bool right) {
-  if (s.size() >= width) return s;
-  return right ? std::string(width - s.size(), ' ') + s : s + std::string(width - s.size(), ' ');
-}
-
+// Aligned columns without rules: the first `left_columns` left-aligned, the rest (numbers) right.
 std::string Table(const std::vector<std::vector<std::string>>& rows, size_t left_columns) {
-  std::vector<size_t> widths;
-  for (const auto& r : rows) {
-    if (widths.size() < r.size()) widths.resize(r.size(), 0);
-    for (size_t i = 0; i < r.size(); ++i) widths[i] = std::max(widths[i], r[i].size());
-  }
-  std::string out;
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i) {
-      if (i > 0) line += "  ";
-      line += Pad(r[i], widths[i], i >= left_columns);
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out += line + "\n";
-  }
-  return out;
+  if (rows.empty()) return "";
+  std::vector<bool> right(rows.front().size(), true);
+  for (size_t c = 0; c < left_columns && c < right.size(); ++c) right[c] = false;
+  return RenderAligned(rows, right, /*rule_before=*/0, /*header_rule=*/false);
 }
 
-absl::Status CommonFlag(const CtlFlag& f, LedgerCommand& cmd, bool& handled) {
-  handled = true;
-  if (f.name == "ledger-admin") {
-    if (f.value.empty()) return Invalid("--ledger_admin must not be empty");
-    cmd.global.ledger_admin = f.value;
-  } else if (f.name == "router-admin") {
-    // Accepted for symmetry with the other commands; not used here.
-  } else if (f.name == "token") {
-    cmd.global.token = f.value;
-  } else if (f.name == "timeout") {
-    auto d = ParseDuration(f.value);
-    if (!d.ok()) return Invalid(absl::StrCat("--timeout: ", d.status().message()));
-    if (*d <= absl::ZeroDuration()) return Invalid("--timeout must be positive");
-    cmd.global.timeout = *d;
-  } else {
-    handled = false;
-  }
-  return absl::OkStatus();
-}
+// The common flags of `export focus` and `reconcile` (no --format: CSV and lines only); --format
+// table|json for the others. --router_admin is taken for symmetry and not used.
+const CommonFlagSpec kNoFormat;
+const CommonFlagSpec kTableOrJson{.formats = {Format::kTable, Format::kJson}};
 
-absl::StatusOr<LedgerCommand> ParseExport(const Parsed& parsed, const GetEnv&, absl::Time now,
+absl::StatusOr<LedgerCommand> ParseExport(const CtlArgs& parsed, const GetEnv&, absl::Time now,
                                           LedgerCommand cmd) {
   cmd.kind = LedgerCommand::Kind::kExportFocus;
   cmd.global.timeout = absl::Minutes(10);
   bool since = false;
-  for (const CtlFlag& f : parsed.flags) {
-    bool handled = false;
-    if (absl::Status st = CommonFlag(f, cmd, handled); !st.ok()) return st;
-    if (handled) continue;
+  const auto own_flag = [&](const CtlFlag& f) -> absl::Status {
     if (f.name == "since" || f.name == "until") {
-      absl::StatusOr<int64_t> t = ParseTimeSpec(f.value, now);
-      if (!t.ok()) return Invalid(absl::StrCat("--", f.name, ": ", t.status().message()));
+      absl::StatusOr<int64_t> t = ParseTimeFlag(f, now);
+      if (!t.ok()) return t.status();
       if (f.name == "since") {
         cmd.focus.set_start_unix_s(*t);
         since = true;
@@ -161,7 +117,11 @@ absl::StatusOr<LedgerCommand> ParseExport(const Parsed& parsed, const GetEnv&, a
     } else {
       return Invalid(absl::StrCat("unknown flag --", f.name, " for export focus"));
     }
-  }
+    return absl::OkStatus();
+  };
+  const absl::Status flags_status =
+      ApplyFlags(parsed.flags, kNoFormat, cmd.global, cmd.format, own_flag);
+  if (!flags_status.ok()) return flags_status;
   if (!since || cmd.focus.start_unix_s() <= 0) return Invalid("export focus needs --since");
   if (cmd.focus.end_unix_s() != 0 && cmd.focus.end_unix_s() <= cmd.focus.start_unix_s()) {
     return Invalid("--until must be after --since");
@@ -172,17 +132,8 @@ absl::StatusOr<LedgerCommand> ParseExport(const Parsed& parsed, const GetEnv&, a
 }  // namespace
 
 void AppendFocusCsv(const v1::FocusChunk& chunk, std::string& out) {
-  auto line = [&out](const auto& cells) {
-    bool first = true;
-    for (const std::string& c : cells) {
-      if (!first) out += ',';
-      first = false;
-      out += CsvField(c);
-    }
-    out += "\r\n";
-  };
-  if (chunk.columns_size() > 0) line(chunk.columns());
-  for (const v1::FocusRecord& r : chunk.records()) line(r.values());
+  if (chunk.columns_size() > 0) AppendCsvLine(chunk.columns(), out);
+  for (const v1::FocusRecord& r : chunk.records()) AppendCsvLine(r.values(), out);
 }
 
 namespace {
@@ -340,18 +291,14 @@ std::string RenderAnomalies(const v1::ListAnomaliesResponse& response, Format fo
 }
 
 bool IsLedgerCommand(const std::vector<std::string>& args) {
-  absl::StatusOr<Parsed> p = Split(args);
-  if (!p.ok() || p->positional.empty()) return false;
-  if (IsLedgerTopic(p->positional[0])) return true;
-  return p->positional[0] == "help" && p->positional.size() == 2 && IsLedgerTopic(p->positional[1]);
+  return NamesCommand(args, IsBoolFlag, IsLedgerTopic);
 }
 
 absl::StatusOr<LedgerCommand> ParseLedgerCommand(const std::vector<std::string>& args,
                                                  const GetEnv& env, absl::Time now) {
   LedgerCommand cmd;
-  if (auto v = env("TOLLGATE_LEDGER_ADMIN"); v && !v->empty()) cmd.global.ledger_admin = *v;
-  if (auto v = env("TOLLGATE_ADMIN_TOKEN"); v && !v->empty()) cmd.global.token = *v;
-  absl::StatusOr<Parsed> parsed = Split(args);
+  cmd.global = GlobalOptionsFromEnv(env);
+  absl::StatusOr<CtlArgs> parsed = SplitArgs(args, IsBoolFlag);
   if (!parsed.ok()) return parsed.status();
   const std::vector<std::string>& positional = parsed->positional;
   if (positional.empty()) return Invalid("no command given");
@@ -367,13 +314,10 @@ absl::StatusOr<LedgerCommand> ParseLedgerCommand(const std::vector<std::string>&
   }
   if (command == "anomalies") {
     cmd.kind = LedgerCommand::Kind::kAnomalies;
-    for (const CtlFlag& f : parsed->flags) {
-      bool handled = false;
-      if (absl::Status st = CommonFlag(f, cmd, handled); !st.ok()) return st;
-      if (handled) continue;
+    const auto own_flag = [&](const CtlFlag& f) -> absl::Status {
       if (f.name == "since" || f.name == "until") {
-        absl::StatusOr<int64_t> t = ParseTimeSpec(f.value, now);
-        if (!t.ok()) return Invalid(absl::StrCat("--", f.name, ": ", t.status().message()));
+        absl::StatusOr<int64_t> t = ParseTimeFlag(f, now);
+        if (!t.ok()) return t.status();
         if (f.name == "since") {
           cmd.anomalies.set_start_unix_s(*t);
         } else {
@@ -385,26 +329,19 @@ absl::StatusOr<LedgerCommand> ParseLedgerCommand(const std::vector<std::string>&
           return Invalid(absl::StrCat("bad --limit '", f.value, "'"));
         }
         cmd.anomalies.set_limit(n);
-      } else if (f.name == "format") {
-        if (f.value == "table") {
-          cmd.format = Format::kTable;
-        } else if (f.value == "json") {
-          cmd.format = Format::kJson;
-        } else {
-          return Invalid(absl::StrCat("bad --format '", f.value, "' (use table or json)"));
-        }
       } else {
         return Invalid(absl::StrCat("unknown flag --", f.name, " for anomalies"));
       }
-    }
+      return absl::OkStatus();
+    };
+    const absl::Status flags_status =
+        ApplyFlags(parsed->flags, kTableOrJson, cmd.global, cmd.format, own_flag);
+    if (!flags_status.ok()) return flags_status;
     return cmd;
   }
   if (command == "reconcile") {
     cmd.kind = LedgerCommand::Kind::kReconcile;
-    for (const CtlFlag& f : parsed->flags) {
-      bool handled = false;
-      if (absl::Status st = CommonFlag(f, cmd, handled); !st.ok()) return st;
-      if (handled) continue;
+    const auto own_flag = [&](const CtlFlag& f) -> absl::Status {
       if (f.name == "provider") {
         cmd.provider = f.value;
       } else if (f.name == "invoice") {
@@ -412,7 +349,11 @@ absl::StatusOr<LedgerCommand> ParseLedgerCommand(const std::vector<std::string>&
       } else {
         return Invalid(absl::StrCat("unknown flag --", f.name, " for reconcile"));
       }
-    }
+      return absl::OkStatus();
+    };
+    const absl::Status flags_status =
+        ApplyFlags(parsed->flags, kNoFormat, cmd.global, cmd.format, own_flag);
+    if (!flags_status.ok()) return flags_status;
     if (cmd.provider.empty()) return Invalid("reconcile needs --provider");
     if (cmd.invoice_path.empty()) return Invalid("reconcile needs --invoice");
     return cmd;
@@ -430,13 +371,7 @@ absl::StatusOr<LedgerCommand> ParseLedgerCommand(const std::vector<std::string>&
   v1::RepriceRequest& r = cmd.reprice;
   v1::DeploymentPrices* prices = r.add_prices();
   bool since = false;
-  for (const CtlFlag& f : parsed->flags) {
-    auto time = [&](int64_t& out) -> absl::Status {
-      absl::StatusOr<int64_t> t = ParseTimeSpec(f.value, now);
-      if (!t.ok()) return Invalid(absl::StrCat("--", f.name, ": ", t.status().message()));
-      out = *t;
-      return absl::OkStatus();
-    };
+  const auto own_flag = [&](const CtlFlag& f) -> absl::Status {
     auto price = [&](std::string* out) -> absl::Status {
       absl::StatusOr<int64_t> pico = ParseUsdPerMillionTokens(f.value);
       if (!pico.ok() || *pico < 0) {
@@ -446,27 +381,16 @@ absl::StatusOr<LedgerCommand> ParseLedgerCommand(const std::vector<std::string>&
       *out = f.value;
       return absl::OkStatus();
     };
-    bool handled = false;
-    if (absl::Status common = CommonFlag(f, cmd, handled); !common.ok()) return common;
-    if (handled) continue;
     absl::Status st;
-    if (f.name == "format") {
-      if (f.value == "table") {
-        cmd.format = Format::kTable;
-      } else if (f.value == "json") {
-        cmd.format = Format::kJson;
+    if (f.name == "since" || f.name == "until") {
+      absl::StatusOr<int64_t> t = ParseTimeFlag(f, now);
+      if (!t.ok()) return t.status();
+      if (f.name == "since") {
+        r.set_start_unix_s(*t);
+        since = true;
       } else {
-        return Invalid(absl::StrCat("bad --format '", f.value, "' (use table or json)"));
+        r.set_end_unix_s(*t);
       }
-    } else if (f.name == "since") {
-      int64_t t = 0;
-      st = time(t);
-      r.set_start_unix_s(t);
-      since = true;
-    } else if (f.name == "until") {
-      int64_t t = 0;
-      st = time(t);
-      r.set_end_unix_s(t);
     } else if (f.name == "deployment") {
       if (!prices->deployment().empty()) return Invalid("--deployment may be given once");
       prices->set_deployment(f.value);
@@ -498,8 +422,11 @@ absl::StatusOr<LedgerCommand> ParseLedgerCommand(const std::vector<std::string>&
     } else {
       return Invalid(absl::StrCat("unknown flag --", f.name, " for ", command));
     }
-    if (!st.ok()) return st;
-  }
+    return st;
+  };
+  const absl::Status flags_status =
+      ApplyFlags(parsed->flags, kTableOrJson, cmd.global, cmd.format, own_flag);
+  if (!flags_status.ok()) return flags_status;
   if (!since) return Invalid("reprice needs --since");
   if (prices->deployment().empty()) return Invalid("reprice needs --deployment");
   if (r.end_unix_s() == 0) r.set_end_unix_s(absl::ToUnixSeconds(now) + 1);
@@ -575,8 +502,7 @@ int RunLedgerCommand(const std::vector<std::string>& args, const GetEnv& env, st
     for (const char* t : {"export", "reconcile", "anomalies"}) {
       if (std::find(args.begin(), args.end(), t) != args.end()) topic = t;
     }
-    err << "tollgatectl: " << cmd.status().message() << "\n\n" << LedgerUsage(topic);
-    return 2;
+    return PrintUsageError(err, cmd.status(), LedgerUsage(topic));
   }
   if (cmd->kind == LedgerCommand::Kind::kHelp) {
     out << LedgerUsage(cmd->help_topic);
@@ -585,19 +511,11 @@ int RunLedgerCommand(const std::vector<std::string>& args, const GetEnv& env, st
   auto stub = v1::LedgerAdmin::NewStub(
       grpc::CreateChannel(cmd->global.ledger_admin, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
-  SetDeadline(context, cmd->global.timeout);
-  if (!cmd->global.token.empty()) {
-    context.AddMetadata("authorization", "Bearer " + cmd->global.token);
-  }
+  PrepareContext(context, cmd->global);
   if (cmd->kind == LedgerCommand::Kind::kAnomalies) {
     v1::ListAnomaliesResponse response;
     const grpc::Status status = stub->ListAnomalies(&context, cmd->anomalies, &response);
-    if (!status.ok()) {
-      err << RpcErrorLine("ledger", cmd->global.ledger_admin, status.error_code(),
-                          status.error_message())
-          << "\n";
-      return 1;
-    }
+    if (!status.ok()) return PrintRpcError(err, "ledger", cmd->global.ledger_admin, status);
     out << RenderAnomalies(response, cmd->format);
     return 0;
   }
@@ -634,12 +552,7 @@ int RunLedgerCommand(const std::vector<std::string>& args, const GetEnv& env, st
     }
     v1::SpendResponse spend;
     const grpc::Status status = stub->QuerySpend(&context, q, &spend);
-    if (!status.ok()) {
-      err << RpcErrorLine("ledger", cmd->global.ledger_admin, status.error_code(),
-                          status.error_message())
-          << "\n";
-      return 1;
-    }
+    if (!status.ok()) return PrintRpcError(err, "ledger", cmd->global.ledger_admin, status);
     const std::vector<std::string> differences = ReconcileDifferences(*invoice, spend);
     for (const std::string& d : differences) out << d << "\n";
     out << (differences.empty() ? "invoice and ledger agree\n"
@@ -658,22 +571,12 @@ int RunLedgerCommand(const std::vector<std::string>& args, const GetEnv& env, st
     }
     const grpc::Status status = reader->Finish();
     out.flush();
-    if (!status.ok()) {
-      err << RpcErrorLine("ledger", cmd->global.ledger_admin, status.error_code(),
-                          status.error_message())
-          << "\n";
-      return 1;
-    }
+    if (!status.ok()) return PrintRpcError(err, "ledger", cmd->global.ledger_admin, status);
     return 0;
   }
   v1::RepriceResponse response;
   const grpc::Status status = stub->Reprice(&context, cmd->reprice, &response);
-  if (!status.ok()) {
-    err << RpcErrorLine("ledger", cmd->global.ledger_admin, status.error_code(),
-                        status.error_message())
-        << "\n";
-    return 1;
-  }
+  if (!status.ok()) return PrintRpcError(err, "ledger", cmd->global.ledger_admin, status);
   out << (cmd->format == Format::kJson ? RenderRepriceJson(response)
                                        : RenderRepriceTable(response));
   return 0;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "tools/tollgatectl/ctl_lib.h"
 #include "tools/tollgatectl/ctl_rpc.h"
@@ -14,6 +15,17 @@
 #include "tools/tollgatectl/quota_cmds.h"
 #include "tools/tollgatectl/route_cmd.h"
 #include "tools/tollgatectl/tenancy_cmds.h"
+
+namespace {
+
+// The command families' help, after the overview.
+std::string FamiliesOverview() {
+  namespace ctl = tollgate::tools::ctl;
+  return absl::StrCat("\n", ctl::RouteCommandsOverview(), "\n", ctl::LedgerCommandsOverview(), "\n",
+                      ctl::TenancyUsage(), "\n", ctl::QuotaUsage());
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   namespace ctl = tollgate::tools::ctl;
@@ -34,23 +46,13 @@ int main(int argc, char** argv) {
     for (const auto& a : args) {
       if (a == "spend" || a == "catalog") topic = a;
     }
-    std::cerr << "tollgatectl: " << command.status().message() << "\n\n" << ctl::Usage(topic);
-    if (topic.empty()) {
-      std::cerr << "\n"
-                << ctl::RouteCommandsOverview() << "\n"
-                << ctl::LedgerCommandsOverview() << "\n"
-                << ctl::TenancyUsage() << "\n"
-                << ctl::QuotaUsage();
-    }
-    return 2;
+    const int code = ctl::PrintUsageError(std::cerr, command.status(), ctl::Usage(topic));
+    if (topic.empty()) std::cerr << FamiliesOverview();
+    return code;
   }
   const int code = ctl::RunCommand(*command, std::cout, std::cerr);
   if (command->kind == ctl::Command::Kind::kHelp && command->help_topic.empty()) {
-    std::cout << "\n"
-              << ctl::RouteCommandsOverview() << "\n"
-              << ctl::LedgerCommandsOverview() << "\n"
-              << ctl::TenancyUsage() << "\n"
-              << ctl::QuotaUsage();
+    std::cout << FamiliesOverview();
   }
   return code;
 }

@@ -1,6 +1,8 @@
 #include "tools/tollgatectl/quota_cmds.h"
 
 #include <algorithm>
+#include <functional>
+#include <iterator>
 #include <optional>
 #include <utility>
 
@@ -24,9 +26,7 @@ absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(st
 
 bool IsTopic(std::string_view s) { return s == "budgets" || s == "limits"; }
 
-absl::StatusOr<CtlArgs> Split(const std::vector<std::string>& args) {
-  return SplitArgs(args, [](std::string_view name) { return name == "org" || name == "soft"; });
-}
+bool IsBoolFlag(std::string_view name) { return name == "org" || name == "soft"; }
 
 absl::StatusOr<bool> ParseBool(const CtlFlag& f) {
   if (f.value == "true") return true;
@@ -189,21 +189,43 @@ std::string Percents(const google::protobuf::RepeatedField<int32_t>& percents) {
   return absl::StrJoin(percents, ",");
 }
 
-std::string Render(std::vector<std::vector<std::string>> rows, const std::vector<bool>& right,
-                   Format format, std::string_view none) {
+// A quota row: id, scope, team, subject, then `rest`.
+std::vector<std::string> QuotaRow(const v1::Quota& q, bool csv, std::vector<std::string> rest) {
+  std::vector<std::string> row = {q.id(), std::string(ScopeName(q.scope())), Cell(q.team(), csv),
+                                  Cell(q.subject(), csv)};
+  row.insert(row.end(), std::make_move_iterator(rest.begin()), std::make_move_iterator(rest.end()));
+  return row;
+}
+
+// CSV, or a table with columns first_right..last_right (numbers) right-aligned and `none` in
+// place of a table without rows.
+std::string Render(const std::vector<std::vector<std::string>>& rows, size_t first_right,
+                   size_t last_right, Format format, std::string_view none) {
   if (format == Format::kCsv) return RenderCsv(rows);
   if (rows.size() == 1) return std::string(none) + "\n";
+  std::vector<bool> right(rows[0].size(), false);
+  for (size_t c = first_right; c <= last_right; ++c) right[c] = true;
   return RenderAligned(rows, right, 0);
 }
 
-// The answer's quotas that the command shows, in the ledger's order.
-v1::ListQuotasResponse Filter(const v1::ListQuotasResponse& response,
-                              bool (*keep)(const v1::Quota&)) {
-  v1::ListQuotasResponse out;
+// The quotas of a ListQuotas answer that `keep` selects, in the ledger's order: JSON the filtered
+// answer; else `header` and per quota QuotaRow(quota, csv, cells(state, csv)), through Render.
+std::string RenderStates(
+    const v1::ListQuotasResponse& response, bool (*keep)(const v1::Quota&), Format format,
+    std::vector<std::string> header,
+    const std::function<std::vector<std::string>(const v1::QuotaState&, bool csv)>& cells,
+    size_t first_right, size_t last_right, std::string_view none) {
+  v1::ListQuotasResponse kept;
   for (const v1::QuotaState& s : response.quotas()) {
-    if (keep(s.quota())) *out.add_quotas() = s;
+    if (keep(s.quota())) *kept.add_quotas() = s;
   }
-  return out;
+  if (format == Format::kJson) return ProtoJson(kept);
+  const bool csv = format == Format::kCsv;
+  std::vector<std::vector<std::string>> rows = {std::move(header)};
+  for (const v1::QuotaState& s : kept.quotas()) {
+    rows.push_back(QuotaRow(s.quota(), csv, cells(s, csv)));
+  }
+  return Render(rows, first_right, last_right, format, none);
 }
 
 }  // namespace
@@ -220,17 +242,14 @@ bool IsRateLimit(const v1::Quota& q) {
 }
 
 bool IsQuotaCommand(const std::vector<std::string>& args) {
-  absl::StatusOr<CtlArgs> p = Split(args);
-  if (!p.ok() || p->positional.empty()) return false;
-  if (IsTopic(p->positional[0])) return true;
-  return p->positional[0] == "help" && p->positional.size() == 2 && IsTopic(p->positional[1]);
+  return NamesCommand(args, IsBoolFlag, IsTopic);
 }
 
 absl::StatusOr<QuotaCommand> ParseQuotaCommand(const std::vector<std::string>& args,
                                                const GetEnv& env) {
   QuotaCommand cmd;
   cmd.global = GlobalOptionsFromEnv(env);
-  absl::StatusOr<CtlArgs> parsed = Split(args);
+  absl::StatusOr<CtlArgs> parsed = SplitArgs(args, IsBoolFlag);
   if (!parsed.ok()) return parsed.status();
   const std::vector<std::string>& pos = parsed->positional;
   if (pos.empty()) return Invalid("no command given");
@@ -256,19 +275,19 @@ absl::StatusOr<QuotaCommand> ParseQuotaCommand(const std::vector<std::string>& a
   }
 
   SetFlags set;
-  for (const CtlFlag& f : parsed->flags) {
-    absl::StatusOr<bool> common =
-        ApplyCommonFlag(f, {Format::kTable, Format::kCsv, Format::kJson}, cmd.global, cmd.format);
-    if (!common.ok()) return common.status();
-    if (*common) continue;
-    if (cmd.kind == QuotaCommand::Kind::kSet) {
-      if (absl::Status st = ParseSetFlag(f, cmd.limits, set); !st.ok()) return st;
-    } else if (cmd.kind == QuotaCommand::Kind::kList && f.name == "team") {
+  const CommonFlagSpec spec{.formats = {Format::kTable, Format::kCsv, Format::kJson},
+                            .formats_text = "table, csv, json"};
+  const auto own_flag = [&](const CtlFlag& f) -> absl::Status {
+    if (cmd.kind == QuotaCommand::Kind::kSet) return ParseSetFlag(f, cmd.limits, set);
+    if (cmd.kind == QuotaCommand::Kind::kList && f.name == "team") {
       cmd.list.set_team(f.value);
-    } else {
-      return Invalid(absl::StrCat("unknown flag --", f.name, " for ", what));
+      return absl::OkStatus();
     }
-  }
+    return Invalid(absl::StrCat("unknown flag --", f.name, " for ", what));
+  };
+  const absl::Status flags_status =
+      ApplyFlags(parsed->flags, spec, cmd.global, cmd.format, own_flag);
+  if (!flags_status.ok()) return flags_status;
   if (cmd.kind == QuotaCommand::Kind::kSet) {
     if (cmd.limits) {
       absl::StatusOr<std::vector<v1::SetQuotaRequest>> limits = BuildLimits(set);
@@ -318,63 +337,53 @@ std::string RenderQuotas(const std::vector<v1::Quota>& quotas, Format format) {
   std::vector<std::vector<std::string>> rows = {
       {"id", "scope", "team", "subject", "unit", "period", "limit", "mode", "alerts", "name"}};
   for (const v1::Quota& q : quotas) {
-    rows.push_back({q.id(), std::string(ScopeName(q.scope())), Cell(q.team(), csv),
-                    Cell(q.subject(), csv), std::string(UnitName(q.unit())),
-                    std::string(PeriodName(q.period())), q.limit(), q.hard() ? "hard" : "soft",
-                    Cell(Percents(q.alert_percents()), csv), Cell(q.name(), csv)});
+    rows.push_back(QuotaRow(q, csv,
+                            {std::string(UnitName(q.unit())), std::string(PeriodName(q.period())),
+                             q.limit(), q.hard() ? "hard" : "soft",
+                             Cell(Percents(q.alert_percents()), csv), Cell(q.name(), csv)}));
   }
-  std::vector<bool> right(rows[0].size(), false);
-  right[6] = true;
-  return Render(std::move(rows), right, format, "no quotas");
+  return Render(rows, 6, 6, format, "no quotas");
 }
 
 std::string RenderBudgets(const v1::ListQuotasResponse& response, Format format) {
-  const v1::ListQuotasResponse budgets = Filter(response, &IsBudget);
-  if (format == Format::kJson) return ProtoJson(budgets);
   const bool csv = format == Format::kCsv;
-  std::vector<std::vector<std::string>> rows = {
+  return RenderStates(
+      response, &IsBudget, format,
       {"id", "scope", "team", "subject", "unit", "period", "limit", "spent", "committed",
-       "remaining", csv ? "used_percent" : "used", "mode", "alerts_fired", "window_end"}};
-  for (const v1::QuotaState& s : budgets.quotas()) {
-    const v1::Quota& q = s.quota();
-    rows.push_back({q.id(), std::string(ScopeName(q.scope())), Cell(q.team(), csv),
-                    Cell(q.subject(), csv), std::string(UnitName(q.unit())),
-                    std::string(PeriodName(q.period())), q.limit(), Cell(s.spent(), csv),
-                    Cell(s.committed(), csv), Cell(s.remaining(), csv),
-                    csv ? absl::StrCat(s.used_percent()) : absl::StrCat(s.used_percent(), "%"),
-                    q.hard() ? "hard" : "soft", Cell(Percents(s.alerts_fired()), csv),
-                    Cell(WindowEnd(s.window_end_unix_s()), csv)});
-  }
-  std::vector<bool> right(rows[0].size(), false);
-  for (size_t c = 6; c <= 10; ++c) right[c] = true;
-  return Render(std::move(rows), right, format, "no budgets");
+       "remaining", csv ? "used_percent" : "used", "mode", "alerts_fired", "window_end"},
+      [](const v1::QuotaState& s, bool csv) -> std::vector<std::string> {
+        const v1::Quota& q = s.quota();
+        return {std::string(UnitName(q.unit())),
+                std::string(PeriodName(q.period())),
+                q.limit(),
+                Cell(s.spent(), csv),
+                Cell(s.committed(), csv),
+                Cell(s.remaining(), csv),
+                csv ? absl::StrCat(s.used_percent()) : absl::StrCat(s.used_percent(), "%"),
+                q.hard() ? "hard" : "soft",
+                Cell(Percents(s.alerts_fired()), csv),
+                Cell(WindowEnd(s.window_end_unix_s()), csv)};
+      },
+      6, 10, "no budgets");
 }
 
 std::string RenderLimits(const v1::ListQuotasResponse& response, Format format) {
-  const v1::ListQuotasResponse limits = Filter(response, &IsRateLimit);
-  if (format == Format::kJson) return ProtoJson(limits);
-  const bool csv = format == Format::kCsv;
-  std::vector<std::vector<std::string>> rows = {
-      {"id", "scope", "team", "subject", "kind", "limit", "committed", "remaining", "leases"}};
-  for (const v1::QuotaState& s : limits.quotas()) {
-    const v1::Quota& q = s.quota();
-    rows.push_back({q.id(), std::string(ScopeName(q.scope())), Cell(q.team(), csv),
-                    Cell(q.subject(), csv), q.unit() == v1::QUOTA_UNIT_REQUESTS ? "rpm" : "tpm",
-                    q.limit(), Cell(s.committed(), csv), Cell(s.remaining(), csv),
-                    absl::StrCat(s.active_leases())});
-  }
-  std::vector<bool> right(rows[0].size(), false);
-  for (size_t c = 5; c <= 8; ++c) right[c] = true;
-  return Render(std::move(rows), right, format, "no rate limits");
+  return RenderStates(
+      response, &IsRateLimit, format,
+      {"id", "scope", "team", "subject", "kind", "limit", "committed", "remaining", "leases"},
+      [](const v1::QuotaState& s, bool csv) -> std::vector<std::string> {
+        const v1::Quota& q = s.quota();
+        return {q.unit() == v1::QUOTA_UNIT_REQUESTS ? "rpm" : "tpm", q.limit(),
+                Cell(s.committed(), csv), Cell(s.remaining(), csv),
+                absl::StrCat(s.active_leases())};
+      },
+      5, 8, "no rate limits");
 }
 
 int RunQuotaCommand(const std::vector<std::string>& args, const GetEnv& env, std::ostream& out,
                     std::ostream& err) {
   absl::StatusOr<QuotaCommand> cmd = ParseQuotaCommand(args, env);
-  if (!cmd.ok()) {
-    err << "tollgatectl: " << cmd.status().message() << "\n\n" << QuotaUsage();
-    return 2;
-  }
+  if (!cmd.ok()) return PrintUsageError(err, cmd.status(), QuotaUsage());
   if (cmd->kind == QuotaCommand::Kind::kHelp) {
     out << QuotaUsage();
     return 0;
@@ -382,10 +391,7 @@ int RunQuotaCommand(const std::vector<std::string>& args, const GetEnv& env, std
   auto stub = v1::Quotas::NewStub(
       grpc::CreateChannel(cmd->global.ledger_admin, grpc::InsecureChannelCredentials()));
   auto failed = [&](const grpc::Status& status) {
-    err << RpcErrorLine("ledger", cmd->global.ledger_admin, status.error_code(),
-                        status.error_message())
-        << "\n";
-    return 1;
+    return PrintRpcError(err, "ledger", cmd->global.ledger_admin, status);
   };
   switch (cmd->kind) {
     case QuotaCommand::Kind::kSet: {

@@ -1,8 +1,6 @@
 #include "tools/tollgatectl/route_cmd.h"
 
 #include <algorithm>
-#include <charconv>
-#include <chrono>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -23,12 +21,6 @@ namespace {
 absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
 
 bool IsBoolFlag(std::string_view name) { return name == "stream" || name == "tools"; }
-
-bool ParseInt64(std::string_view text, int64_t& out) {
-  if (text.empty()) return false;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc() && ptr == text.data() + text.size();
-}
 
 // The positional arguments (same rules as ParseRouteCommand; --stream and --tools take no
 // value); empty when the command line does not split.
@@ -146,25 +138,17 @@ constexpr std::string_view kDeploymentsHelp =
     "time left, half-open), availability, consecutive failures, latency and TTFT EWMAs (ms),\n"
     "error rate, 429 cooldown left, and requests/tokens over the last 60 s against the limits.\n";
 
-void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::microseconds(absl::ToInt64Microseconds(timeout)));
-}
-
 }  // namespace
 
 bool IsRouteCommand(const std::vector<std::string>& args) {
-  const std::vector<std::string> positional = Positional(args);
-  if (positional.empty()) return false;
-  if (positional[0] == "route" || positional[0] == "deployments") return true;
-  return positional[0] == "help" && positional.size() == 2 &&
-         (positional[1] == "route" || positional[1] == "deployments");
+  return NamesCommand(args, IsBoolFlag,
+                      [](std::string_view s) { return s == "route" || s == "deployments"; });
 }
 
 absl::StatusOr<RouteCommand> ParseRouteCommand(const std::vector<std::string>& args,
                                                const GetEnv& env) {
   RouteCommand cmd;
-  if (auto v = env("TOLLGATE_ROUTER_ADMIN"); v && !v->empty()) cmd.global.router_admin = *v;
+  cmd.global = GlobalOptionsFromEnv(env);
   absl::StatusOr<CtlArgs> split = SplitArgs(args, IsBoolFlag);
   if (!split.ok()) return split.status();
   const std::vector<CtlFlag>& flags = split->flags;
@@ -207,7 +191,11 @@ absl::StatusOr<RouteCommand> ParseRouteCommand(const std::vector<std::string>& a
   const bool explain = cmd.kind == RouteCommand::Kind::kExplain;
   v1::RouteRequest& r = cmd.request;
   r.set_request_id("tollgatectl-explain");
-  for (const CtlFlag& f : flags) {
+  // --ledger_admin is taken for symmetry with the other commands and not used; --token is not
+  // taken (RouterAdmin has no token).
+  const CommonFlagSpec spec{
+      .formats = {Format::kTable, Format::kJson}, .command = command, .token = false};
+  const auto own_flag = [&](const CtlFlag& f) -> absl::Status {
     auto count = [&](const char* what, int64_t& out) -> absl::Status {
       if (!ParseInt64(f.value, out) || out < 0) {
         return Invalid(absl::StrCat("bad --", what, " '", f.value, "' (a non-negative integer)"));
@@ -224,26 +212,7 @@ absl::StatusOr<RouteCommand> ParseRouteCommand(const std::vector<std::string>& a
       }
       return absl::OkStatus();
     };
-    if (f.name == "router-admin") {
-      if (f.value.empty()) return Invalid("--router_admin must not be empty");
-      cmd.global.router_admin = f.value;
-    } else if (f.name == "ledger-admin") {
-      // Accepted for symmetry with the other commands; not used here.
-    } else if (f.name == "timeout") {
-      auto d = ParseDuration(f.value);
-      if (!d.ok()) return Invalid(absl::StrCat("--timeout: ", std::string(d.status().message())));
-      if (*d <= absl::ZeroDuration()) return Invalid("--timeout must be positive");
-      cmd.global.timeout = *d;
-    } else if (f.name == "format") {
-      if (f.value == "table") {
-        cmd.format = Format::kTable;
-      } else if (f.value == "json") {
-        cmd.format = Format::kJson;
-      } else {
-        return Invalid(
-            absl::StrCat("bad --format '", f.value, "' for ", command, " (use table or json)"));
-      }
-    } else if (explain && f.name == "model") {
+    if (explain && f.name == "model") {
       r.set_model(f.value);
     } else if (explain && f.name == "team") {
       r.mutable_attribution()->set_team(f.value);
@@ -287,7 +256,10 @@ absl::StatusOr<RouteCommand> ParseRouteCommand(const std::vector<std::string>& a
       return Invalid(
           absl::StrCat("unknown flag --", f.name, " for ", command, explain ? " explain" : ""));
     }
-  }
+    return absl::OkStatus();
+  };
+  const absl::Status flags_status = ApplyFlags(flags, spec, cmd.global, cmd.format, own_flag);
+  if (!flags_status.ok()) return flags_status;
   if (explain && r.model().empty()) return Invalid("route explain needs --model");
   return cmd;
 }
@@ -441,9 +413,8 @@ int RunRouteCommand(const std::vector<std::string>& args, const GetEnv& env, std
   absl::StatusOr<RouteCommand> cmd = ParseRouteCommand(args, env);
   if (!cmd.ok()) {
     const std::vector<std::string> positional = Positional(args);
-    err << "tollgatectl: " << cmd.status().message() << "\n\n"
-        << RouteUsage(positional.empty() ? "" : positional.back());
-    return 2;
+    return PrintUsageError(err, cmd.status(),
+                           RouteUsage(positional.empty() ? "" : positional.back()));
   }
   if (cmd->kind == RouteCommand::Kind::kHelp) {
     out << RouteUsage(cmd->help_topic);
@@ -452,7 +423,7 @@ int RunRouteCommand(const std::vector<std::string>& args, const GetEnv& env, std
   auto stub = v1::RouterAdmin::NewStub(
       grpc::CreateChannel(cmd->global.router_admin, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
-  SetDeadline(context, cmd->global.timeout);
+  SetDeadline(context, cmd->global.timeout);  // RouterAdmin takes no token
   grpc::Status status;
   if (cmd->kind == RouteCommand::Kind::kExplain) {
     v1::ExplainRouteResponse response;
@@ -469,12 +440,7 @@ int RunRouteCommand(const std::vector<std::string>& args, const GetEnv& env, std
                                            : RenderDeploymentsTable(response, absl::Now()));
     }
   }
-  if (!status.ok()) {
-    err << RpcErrorLine("router", cmd->global.router_admin, status.error_code(),
-                        status.error_message())
-        << "\n";
-    return 1;
-  }
+  if (!status.ok()) return PrintRpcError(err, "router", cmd->global.router_admin, status);
   return 0;
 }
 

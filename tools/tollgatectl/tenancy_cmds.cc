@@ -1,7 +1,6 @@
 #include "tools/tollgatectl/tenancy_cmds.h"
 
 #include <algorithm>
-#include <chrono>
 #include <memory>
 #include <utility>
 
@@ -10,7 +9,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "google/protobuf/util/json_util.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "tollgate/v1/tenancy.grpc.pb.h"
@@ -22,11 +20,7 @@ absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(st
 
 bool IsTopic(std::string_view s) { return s == "teams" || s == "keys" || s == "audit"; }
 
-using Parsed = CtlArgs;
-
-absl::StatusOr<Parsed> Split(const std::vector<std::string>& args) {
-  return SplitArgs(args, [](std::string_view name) { return name == "all"; });
-}
+bool IsBoolFlag(std::string_view name) { return name == "all"; }
 
 std::vector<std::string> List(const std::string& value) {
   std::vector<std::string> out;
@@ -39,15 +33,6 @@ std::vector<std::string> List(const std::string& value) {
 std::string Time(int64_t unix_s) {
   if (unix_s == 0) return "-";
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(unix_s), absl::UTCTimeZone());
-}
-
-std::string ToJson(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  options.always_print_primitive_fields = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
-  return out + "\n";
 }
 
 std::string Restrictions(const v1::KeyRestrictions& r) {
@@ -100,18 +85,14 @@ absl::StatusOr<int64_t> ParseCount(const CtlFlag& f) {
 }  // namespace
 
 bool IsTenancyCommand(const std::vector<std::string>& args) {
-  absl::StatusOr<Parsed> p = Split(args);
-  if (!p.ok() || p->positional.empty()) return false;
-  if (IsTopic(p->positional[0])) return true;
-  return p->positional[0] == "help" && p->positional.size() == 2 && IsTopic(p->positional[1]);
+  return NamesCommand(args, IsBoolFlag, IsTopic);
 }
 
 absl::StatusOr<TenancyCommand> ParseTenancyCommand(const std::vector<std::string>& args,
                                                    const GetEnv& env, absl::Time now) {
   TenancyCommand cmd;
-  if (auto v = env("TOLLGATE_LEDGER_ADMIN"); v && !v->empty()) cmd.global.ledger_admin = *v;
-  if (auto v = env("TOLLGATE_ADMIN_TOKEN"); v && !v->empty()) cmd.token = *v;
-  absl::StatusOr<Parsed> parsed = Split(args);
+  cmd.global = GlobalOptionsFromEnv(env);
+  absl::StatusOr<CtlArgs> parsed = SplitArgs(args, IsBoolFlag);
   if (!parsed.ok()) return parsed.status();
   std::vector<std::string> pos = parsed->positional;
   if (pos.empty()) return Invalid("no command given");
@@ -143,28 +124,11 @@ absl::StatusOr<TenancyCommand> ParseTenancyCommand(const std::vector<std::string
     return Invalid(absl::StrCat("unknown command '", topic, " ", verb,
                                 "' (teams create|list, keys create|list|revoke, audit)"));
   }
-  for (const CtlFlag& f : parsed->flags) {
-    const auto kind = cmd.kind;
-    using K = TenancyCommand::Kind;
-    if (f.name == "ledger-admin") {
-      cmd.global.ledger_admin = f.value;
-    } else if (f.name == "router-admin") {
-      cmd.global.router_admin = f.value;
-    } else if (f.name == "timeout") {
-      absl::StatusOr<absl::Duration> d = ParseDuration(f.value);
-      if (!d.ok()) return Invalid(absl::StrCat("--timeout: ", d.status().message()));
-      cmd.global.timeout = *d;
-    } else if (f.name == "token") {
-      cmd.token = f.value;
-    } else if (f.name == "format") {
-      if (f.value == "table") {
-        cmd.format = Format::kTable;
-      } else if (f.value == "json") {
-        cmd.format = Format::kJson;
-      } else {
-        return Invalid(absl::StrCat("bad --format '", f.value, "' (use table or json)"));
-      }
-    } else if (f.name == "team" && kind == K::kKeysCreate) {
+  const auto kind = cmd.kind;
+  using K = TenancyCommand::Kind;
+  const CommonFlagSpec spec{.formats = {Format::kTable, Format::kJson}};
+  const auto own_flag = [&](const CtlFlag& f) -> absl::Status {
+    if (f.name == "team" && kind == K::kKeysCreate) {
       cmd.create_key.set_team(f.value);
     } else if (f.name == "team" && kind == K::kKeysList) {
       cmd.list_keys.set_team(f.value);
@@ -199,10 +163,15 @@ absl::StatusOr<TenancyCommand> ParseTenancyCommand(const std::vector<std::string
     } else {
       return Invalid(absl::StrCat("unknown flag --", f.name, " for ", what));
     }
-  }
+    return absl::OkStatus();
+  };
+  const absl::Status flags_status =
+      ApplyFlags(parsed->flags, spec, cmd.global, cmd.format, own_flag);
+  if (!flags_status.ok()) return flags_status;
   if (cmd.kind == TenancyCommand::Kind::kKeysCreate && cmd.create_key.team().empty()) {
     return Invalid("keys create needs --team");
   }
+  cmd.token = cmd.global.token;
   if (cmd.token.empty()) {
     return Invalid("no admin token: pass --token or set TOLLGATE_ADMIN_TOKEN");
   }
@@ -225,7 +194,7 @@ Flags: --token TOKEN (env TOLLGATE_ADMIN_TOKEN), --format table|json,
 }
 
 std::string RenderTeams(const v1::ListTeamsResponse& response, Format format) {
-  if (format == Format::kJson) return ToJson(response);
+  if (format == Format::kJson) return ProtoJson(response);
   if (response.teams().empty()) return "no teams\n";
   std::vector<std::vector<std::string>> rows = {{"TEAM", "CREATED", "CREATED_BY"}};
   for (const v1::Team& t : response.teams()) {
@@ -235,13 +204,13 @@ std::string RenderTeams(const v1::ListTeamsResponse& response, Format format) {
 }
 
 std::string RenderKeys(const v1::ListKeysResponse& response, Format format) {
-  if (format == Format::kJson) return ToJson(response);
+  if (format == Format::kJson) return ProtoJson(response);
   if (response.keys().empty()) return "no keys\n";
   return KeyTable(response.keys());
 }
 
 std::string RenderCreatedKey(const v1::CreateKeyResponse& response, Format format) {
-  if (format == Format::kJson) return ToJson(response);
+  if (format == Format::kJson) return ProtoJson(response);
   google::protobuf::RepeatedPtrField<v1::VirtualKey> one;
   *one.Add() = response.key();
   return absl::StrCat("key: ", response.secret(),
@@ -249,7 +218,7 @@ std::string RenderCreatedKey(const v1::CreateKeyResponse& response, Format forma
 }
 
 std::string RenderAudit(const v1::ListAuditResponse& response, Format format) {
-  if (format == Format::kJson) return ToJson(response);
+  if (format == Format::kJson) return ProtoJson(response);
   if (response.entries().empty()) return "no audit entries\n";
   std::vector<std::vector<std::string>> rows = {
       {"ID", "TIME", "ACTOR", "ACTION", "TEAM", "TARGET", "BEFORE", "AFTER"}};
@@ -267,10 +236,7 @@ std::string RenderAudit(const v1::ListAuditResponse& response, Format format) {
 int RunTenancyCommand(const std::vector<std::string>& args, const GetEnv& env, std::ostream& out,
                       std::ostream& err) {
   absl::StatusOr<TenancyCommand> cmd = ParseTenancyCommand(args, env, absl::Now());
-  if (!cmd.ok()) {
-    err << "tollgatectl: " << cmd.status().message() << "\n\n" << TenancyUsage();
-    return 2;
-  }
+  if (!cmd.ok()) return PrintUsageError(err, cmd.status(), TenancyUsage());
   if (cmd->kind == TenancyCommand::Kind::kHelp) {
     out << TenancyUsage();
     return 0;
@@ -278,16 +244,14 @@ int RunTenancyCommand(const std::vector<std::string>& args, const GetEnv& env, s
   auto stub = v1::TenancyAdmin::NewStub(
       grpc::CreateChannel(cmd->global.ledger_admin, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       absl::ToChronoMilliseconds(cmd->global.timeout));
-  context.AddMetadata("authorization", absl::StrCat("Bearer ", cmd->token));
+  PrepareContext(context, cmd->global);
   grpc::Status status;
   std::string text;
   switch (cmd->kind) {
     case TenancyCommand::Kind::kTeamsCreate: {
       v1::Team team;
       status = stub->CreateTeam(&context, cmd->create_team, &team);
-      text = cmd->format == Format::kJson ? ToJson(team)
+      text = cmd->format == Format::kJson ? ProtoJson(team)
                                           : absl::StrCat("team ", team.name(), " created\n");
       break;
     }
@@ -313,7 +277,7 @@ int RunTenancyCommand(const std::vector<std::string>& args, const GetEnv& env, s
       v1::RevokeKeyResponse r;
       status = stub->RevokeKey(&context, cmd->revoke_key, &r);
       text = cmd->format == Format::kJson
-                 ? ToJson(r)
+                 ? ProtoJson(r)
                  : absl::StrCat("key ", r.key().id(), " (team ", r.key().team(), ") revoked\n");
       break;
     }
@@ -326,12 +290,7 @@ int RunTenancyCommand(const std::vector<std::string>& args, const GetEnv& env, s
     case TenancyCommand::Kind::kHelp:
       break;
   }
-  if (!status.ok()) {
-    err << RpcErrorLine("ledger", cmd->global.ledger_admin, status.error_code(),
-                        status.error_message())
-        << "\n";
-    return 1;
-  }
+  if (!status.ok()) return PrintRpcError(err, "ledger", cmd->global.ledger_admin, status);
   out << text;
   return 0;
 }

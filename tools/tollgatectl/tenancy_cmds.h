@@ -42,7 +42,7 @@ struct TenancyCommand {
   };
   Kind kind = Kind::kHelp;
   GlobalOptions global;
-  std::string token;
+  std::string token;  // global.token (--token, env TOLLGATE_ADMIN_TOKEN), never empty once parsed
   Format format = Format::kTable;
   v1::CreateTeamRequest create_team;
   v1::CreateKeyRequest create_key;
