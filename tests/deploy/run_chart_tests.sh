@@ -14,7 +14,8 @@
 # Steps:
 #   1. build tests/deploy/helmrender (Helm 3's engine: text/template + sprig + Helm's functions);
 #   2. render the chart for: default values, tests/deploy/values-full.yaml (every option on),
-#      tests/deploy/values-existing-secrets.yaml, a bundled-PostgreSQL variant, an upgrade;
+#      tests/deploy/values-existing-secrets.yaml, tests/deploy/values-tenancy.yaml, a
+#      bundled-PostgreSQL variant with tenancy off, an upgrade;
 #   3. validate each rendering (validate_chart.mjs: Kubernetes schemas via kubernetes-models,
 #      Tollgate rules) and type-check all of them strictly with tsc (unknown fields);
 #      `kubectl kustomize` parses every rendering when kubectl is installed;
@@ -108,7 +109,8 @@ cases=(
   "default|"
   "full|-f $here/values-full.yaml"
   "existing-secrets|-f $here/values-existing-secrets.yaml"
-  "bundled-custom|--set postgresql.auth.password=trialpass --set postgresql.persistence.enabled=false --set mockProvider.enabled=false --set networkPolicy.egress.enabled=true -f $out/catalog-no-mock.yaml"
+  "tenancy|-f $here/values-tenancy.yaml"
+  "bundled-custom|--set tenancy.enabled=false --set postgresql.auth.password=trialpass --set postgresql.persistence.enabled=false --set mockProvider.enabled=false --set networkPolicy.egress.enabled=true -f $out/catalog-no-mock.yaml"
   "upgrade|--upgrade -f $here/values-full.yaml"
 )
 for c in "${cases[@]}"; do
@@ -154,6 +156,28 @@ expect_reject "external database without URL" "set database.url or database.exis
 expect_reject "non-URL database" "database.url" --set postgresql.enabled=false --set database.url=db.example.com
 printf 'gateway: {keys: [{key: tg-0123456789, id: x}]}\n' >"$out/key-without-team.yaml"
 expect_reject "gateway key without team" "team is required" -f "$here/values-full.yaml" -f "$out/key-without-team.yaml"
+# Control plane (tenancy).
+tokens() {  # file, YAML of tenancy.adminTokens.tokens items (flow style)
+  printf 'tenancy: {adminTokens: {tokens: [%s]}}\n' "$2" >"$out/$1"
+}
+h64=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+tokens plaintext-token.yaml "{name: ops, sha256: tg-admin-plaintext-token, role: admin}"
+expect_reject "plaintext admin token instead of its hash" "sha256" -f "$out/plaintext-token.yaml"
+tokens team-admin-without-team.yaml "{name: lead, sha256: $h64, role: team-admin}"
+expect_reject "team-admin token without team" "team is required" -f "$out/team-admin-without-team.yaml"
+tokens admin-with-team.yaml "{name: ops, sha256: $h64, role: admin, team: alpha}"
+expect_reject "admin token with a team" "tokens.0.team" -f "$out/admin-with-team.yaml"
+tokens bad-role.yaml "{name: ops, sha256: $h64, role: root}"
+expect_reject "unknown token role" "role" -f "$out/bad-role.yaml"
+tokens duplicate-names.yaml "{name: gateways, sha256: $h64, role: admin}"
+expect_reject "token name used twice" "duplicate control-plane token name" -f "$out/duplicate-names.yaml"
+expect_reject "bad quota_when_ledger_down" "whenLedgerDown" --set tenancy.quotas.whenLedgerDown=open
+expect_reject "zero lease wait" "leaseWaitMs" --set tenancy.quotas.leaseWaitMs=0
+expect_reject "short gateway token" "gatewayToken.value" --set tenancy.gatewayToken.value=short
+expect_reject "gateway token Secret without its hash" "set tenancy.gatewayToken.sha256" \
+  --set tenancy.gatewayToken.existingSecret=gw-token
+expect_reject "tokens Secret with a generated gateway token" "give the gateway token yourself" \
+  --set tenancy.adminTokens.existingSecret=admin-tokens
 
 # ---- 5. dashboards ---------------------------------------------------------------------------
 say "checking the dashboards"
@@ -233,6 +257,11 @@ mutate_objects "wrong gRPC probe port" "gRPC health on the --listen port" "find(
 mutate_objects "Kubernetes type error" "containerPort must be integer" "find('Deployment','-gateway').spec.template.spec.containers[0].ports[0].containerPort='8080'"
 mutate_objects "Service selecting nothing" "selects no pods" "find('Service','-router').spec.selector['app.kubernetes.io/component']='nope'"
 mutate_objects "admin port open to gateways" "admin \\(control-plane\\) port open" "find('NetworkPolicy','-router').spec.ingress[1].from.push({podSelector:{matchLabels:{'app.kubernetes.io/component':'gateway'}}})"
+mutate_objects "ledger admin port open to gateways and others" "admin \\(control-plane\\) port open" "find('NetworkPolicy','-ledger').spec.ingress[2].from.push({namespaceSelector:{}})"
+mutate_objects "gateways cut off the ledger admin port" "gateways cannot reach the ledger's admin port" "find('NetworkPolicy','-ledger').spec.ingress.splice(2,1)"
+mutate_objects "gateway token hash missing" "gateway token's SHA-256" "const s=find('Secret','-admin-tokens');s.stringData['admin-tokens.yaml']=s.stringData['admin-tokens.yaml'].replace(/sha256: [0-9a-f]{64}\n\$/, 'sha256: ${h64}\n')"
+mutate_objects "world-readable token file" "at most 0440" "find('Deployment','-gateway').spec.template.spec.volumes.find(v=>v.name==='control-plane-token').secret.defaultMode=0o644"
+mutate_objects "ledger_admin on the data port" "not the ledger's admin port" "const c=find('Deployment','-gateway').spec.template.spec.containers[0];c.args=c.args.map(a=>a.replace(/^--ledger_admin=(.*):[0-9]+\$/,'--ledger_admin=\$1:7003'))"
 mutate_objects "missing Secret reference" "Secret nope is neither rendered" "find('Deployment','-ledger').spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef.name='nope'"
 mutate_objects "migration Job not a hook" "not a pre-upgrade hook" "delete find('Job','-migrations').metadata.annotations['helm.sh/hook']"
 mutate_objects "dashboards label missing" "no ConfigMap labelled" "delete find('ConfigMap','-dashboards').metadata.labels.grafana_dashboard"

@@ -189,3 +189,48 @@ Call with (dict "ctx" $ "c" .Values.router "port" .Values.router.service.metrics
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
+
+{{/* Control plane (tenancy.enabled): the ledger's admin address, for the gateways. */}}
+{{- define "tollgate.ledgerAdminAddress" -}}
+{{- printf "%s-ledger:%d" (include "tollgate.fullname" .) (int .Values.ledger.service.adminPort) -}}
+{{- end -}}
+
+{{/* Secret with the ledger's --admin_tokens_file (SHA-256 hashes only), and its key. */}}
+{{- define "tollgate.adminTokensSecretName" -}}
+{{- default (printf "%s-admin-tokens" (include "tollgate.fullname" .)) .Values.tenancy.adminTokens.existingSecret -}}
+{{- end -}}
+{{- define "tollgate.adminTokensSecretKey" -}}
+{{- if .Values.tenancy.adminTokens.existingSecret -}}
+{{- .Values.tenancy.adminTokens.existingSecretKey -}}
+{{- else -}}
+admin-tokens.yaml
+{{- end -}}
+{{- end -}}
+
+{{/* Secret with the gateways' plaintext control-plane token (role gateway), and its key. */}}
+{{- define "tollgate.gatewayTokenSecretName" -}}
+{{- default (printf "%s-gateway-token" (include "tollgate.fullname" .)) .Values.tenancy.gatewayToken.existingSecret -}}
+{{- end -}}
+{{- define "tollgate.gatewayTokenSecretKey" -}}
+{{- if .Values.tenancy.gatewayToken.existingSecret -}}
+{{- .Values.tenancy.gatewayToken.existingSecretKey -}}
+{{- else -}}
+token
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the chart generates the trial admin token (no tokens and no existing tokens file). */}}
+{{- define "tollgate.bootstrapAdmin" -}}
+{{- $a := .Values.tenancy.adminTokens -}}
+{{- if and .Values.tenancy.enabled (not $a.existingSecret) (not $a.tokens) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Checksums that roll pods when their control-plane inputs change. Computed from the values,
+not from the rendered Secrets, so generated tokens (kept across upgrades by `lookup`) never
+cause a restart; Secrets you manage (existingSecret) need `kubectl rollout restart`. */}}
+{{- define "tollgate.adminTokensChecksum" -}}
+{{- toJson (dict "admin" .Values.tenancy.adminTokens "gateway" .Values.tenancy.gatewayToken) | sha256sum -}}
+{{- end -}}
+{{- define "tollgate.gatewayTokenChecksum" -}}
+{{- toJson .Values.tenancy.gatewayToken | sha256sum -}}
+{{- end -}}
