@@ -16,7 +16,39 @@ KeyWatcher::KeyWatcher(std::shared_ptr<grpc::Channel> channel, KeyStore* keys, s
     : stub_(v1::TenancyAdmin::NewStub(std::move(channel))),
       keys_(keys),
       token_(std::move(token)),
-      options_(std::move(options)) {}
+      options_(std::move(options)) {
+  if (options_.registry != nullptr) {
+    prometheus::Registry& registry = *options_.registry;
+    events_ = &prometheus::BuildCounter()
+                   .Name("tollgate_gateway_key_watch_events_total")
+                   .Help("TenancyAdmin.WatchKeys stream events by kind: snapshot (a key set and "
+                         "quotas applied), heartbeat, reconnect (the stream ended or went "
+                         "silent), denied (the ledger refused the token)")
+                   .Register(registry);
+    keys_gauge_ = &prometheus::BuildGauge()
+                       .Name("tollgate_gateway_virtual_keys")
+                       .Help("Active virtual keys in the last snapshot from the ledger")
+                       .Register(registry)
+                       .Add({});
+    last_message_gauge_ =
+        &prometheus::BuildGauge()
+             .Name("tollgate_gateway_key_watch_last_message_timestamp_seconds")
+             .Help("Unix time of the last WatchKeys message (snapshot or heartbeat, one a second "
+                   "by default); alert when it falls behind: revocations wait for the stream")
+             .Register(registry)
+             .Add({});
+  }
+}
+
+void KeyWatcher::Count(const char* kind) {
+  if (events_ != nullptr) events_->Add({{"kind", kind}}).Increment();
+}
+
+void KeyWatcher::Touch() {
+  if (last_message_gauge_ != nullptr) {
+    last_message_gauge_->Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+  }
+}
 
 KeyWatcher::~KeyWatcher() { Stop(); }
 
@@ -82,7 +114,15 @@ void KeyWatcher::Run() {
         absl::MutexLock lock(&mu_);
         last_message_ = absl::Now();
       }
-      if (event.event_case() != v1::KeyWatchEvent::kSnapshot) continue;
+      Touch();
+      if (event.event_case() != v1::KeyWatchEvent::kSnapshot) {
+        Count("heartbeat");
+        continue;
+      }
+      Count("snapshot");
+      if (keys_gauge_ != nullptr) {
+        keys_gauge_->Set(static_cast<double>(event.snapshot().keys_size()));
+      }
       keys_->ReplaceLedger(KeySnapshot::FromLedger(event.snapshot()));
       if (options_.on_snapshot) options_.on_snapshot(event.snapshot());
       const int64_t n = snapshots_.fetch_add(1, std::memory_order_acq_rel) + 1;
@@ -105,6 +145,7 @@ void KeyWatcher::Run() {
     if (got_any) backoff = options_.initial_backoff;
     const bool denied = status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
                         status.error_code() == grpc::StatusCode::PERMISSION_DENIED;
+    Count(denied ? "denied" : "reconnect");
     (denied ? LogError : LogWarn)(
         denied ? "ledger refused the key watch (check --control_plane_token_file and the token's "
                  "role); retrying"

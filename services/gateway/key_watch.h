@@ -31,6 +31,10 @@
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
 #include "services/gateway/auth.h"
 #include "tollgate/v1/tenancy.grpc.pb.h"
 
@@ -48,6 +52,9 @@ class KeyWatcher {
     // Called on the reader thread with every snapshot after its keys were swapped in (the
     // quotas it carries go to QuotaManager::SetQuotas). May be empty.
     std::function<void(const v1::KeySetSnapshot&)> on_snapshot;
+    // Metrics (docs/metrics.md), when set: tollgate_gateway_key_watch_events_total{kind},
+    // tollgate_gateway_virtual_keys, tollgate_gateway_key_watch_last_message_timestamp_seconds.
+    std::shared_ptr<prometheus::Registry> registry;
   };
 
   // `keys` must outlive the watcher. `token` is the plaintext control-plane token.
@@ -77,6 +84,11 @@ class KeyWatcher {
   std::thread reader_;
   std::thread watchdog_;
   std::atomic<int64_t> snapshots_{0};
+  void Count(const char* kind);
+  void Touch();
+  prometheus::Family<prometheus::Counter>* events_ = nullptr;
+  prometheus::Gauge* keys_gauge_ = nullptr;
+  prometheus::Gauge* last_message_gauge_ = nullptr;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool has_snapshot_ ABSL_GUARDED_BY(mu_) = false;

@@ -22,6 +22,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
+#include "services/common/grpc_tls.h"
 #include "services/common/logging.h"
 #include "services/gateway/api_handler.h"
 #include "services/gateway/auth.h"
@@ -156,11 +157,11 @@ ABSL_FLAG(int64_t, quota_idle_release_ms, 10000,
           "ledger, so other gateway replicas can use the allowance.");
 ABSL_FLAG(int64_t, quota_max_waiters, 4096,
           "With --ledger_admin: requests that may wait for a lease at once (a bounded queue; "
-          "tollgate_quota_state{state=\"waiters\"}); more are answered 503 at once.");
+          "tollgate_gateway_quota_state{state=\"waiters\"}); more are answered 503 at once.");
 ABSL_FLAG(std::string, quota_when_ledger_down, "deny",
           "With --ledger_admin: what a request under a hard quota gets when its lease must grow "
           "and the ledger cannot be reached: deny (503 budget_unavailable; hard budgets stay "
-          "hard) or allow (served uncounted by leases; tollgate_quota_decisions_total"
+          "hard) or allow (served uncounted by leases; tollgate_gateway_quota_decisions_total"
           "{result=\"unenforced\"}).");
 ABSL_FLAG(int64_t, key_snapshot_wait_ms, 5000,
           "With --ledger_admin: at start, how long to wait for the first virtual-key snapshot "
@@ -175,13 +176,13 @@ namespace {
   std::exit(1);
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, const GrpcTls& tls) {
   // No keepalive pings: servers' default policy answers frequent pings on a quiet stream with
   // GOAWAY. Dead peers are caught by call deadlines (router) and the ack timeout (ledger).
-  grpc::ChannelArguments args;
+  grpc::ChannelArguments args = tls.ChannelArgs();
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(target, tls.ChannelCredentials(), args);
 }
 
 int64_t Positive(const char* name, int64_t value) {
@@ -202,6 +203,9 @@ int Run() {
   if (config_path.empty()) Die("--config is required (YAML file with the client keys)");
   absl::StatusOr<GatewayConfig> config = LoadGatewayConfig(config_path);
   if (!config.ok()) Die(std::string(config.status().message()));
+  // TLS (and mTLS) to the router and the ledger (docs/security.md).
+  absl::StatusOr<GrpcTls> grpc_tls = GrpcTlsFromFlags();
+  if (!grpc_tls.ok()) Die(std::string(grpc_tls.status().message()));
   if (config->keys.empty() && absl::GetFlag(FLAGS_ledger_admin).empty()) {
     Die(absl::StrCat(config_path, ": no client keys: list some under 'keys' or set --ledger_admin "
                      "to serve the ledger's virtual keys"));
@@ -235,11 +239,12 @@ int Run() {
     quota_options.max_waiters = static_cast<size_t>(
         Positive("quota_max_waiters", absl::GetFlag(FLAGS_quota_max_waiters)));
     quota_options.allow_when_unavailable = when_down == "allow";
-    std::shared_ptr<grpc::Channel> admin_channel = MakeChannel(ledger_admin);
+    std::shared_ptr<grpc::Channel> admin_channel = MakeChannel(ledger_admin, *grpc_tls);
     quotas = std::make_unique<QuotaManager>(MakeLedgerLeaseFn(admin_channel, token),
                                             std::move(quota_options), registry);
     quotas->Start();
     KeyWatcher::Options watch_options;
+    watch_options.registry = registry;
     watch_options.on_snapshot = [quotas = quotas.get()](const v1::KeySetSnapshot& snapshot) {
       quotas->SetQuotas(snapshot.quotas());
     };
@@ -278,12 +283,12 @@ int Run() {
     Die(absl::StrCat("cannot set up upstream TLS: ", e.what()));
   }
 
-  RouterClient router(MakeChannel(absl::GetFlag(FLAGS_router)),
+  RouterClient router(MakeChannel(absl::GetFlag(FLAGS_router), *grpc_tls),
                       ms(Positive("route_timeout_ms", absl::GetFlag(FLAGS_route_timeout_ms))));
   router.Connect();
   // Catalog snapshot from Router.Watch (fallback routing, decision-cache invalidation) and the
   // attempt-outcome reporter, on the same channel as Route.
-  auto router_channel = MakeChannel(absl::GetFlag(FLAGS_router));
+  auto router_channel = MakeChannel(absl::GetFlag(FLAGS_router), *grpc_tls);
   SnapshotStore snapshots;
   router.SetSnapshotStore(&snapshots);
   RouterWatcher watcher(router_channel, &snapshots, &metrics);
@@ -329,7 +334,7 @@ int Run() {
     ledger_options.spool_metrics = &spool_metrics;
   }
   auto ledger = std::make_unique<LedgerClient>(ledger_options,
-                                               MakeChannel(absl::GetFlag(FLAGS_ledger)), &metrics);
+                                               MakeChannel(absl::GetFlag(FLAGS_ledger), *grpc_tls), &metrics);
 
   ChatHandlerOptions chat_options;
   chat_options.max_attempts = max_attempts;

@@ -16,6 +16,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "grpc/support/log.h"
+#include "services/common/grpc_tls.h"
 #include "services/common/logging.h"
 #include "services/common/metrics.h"
 #include "services/router/catalog.h"
@@ -175,13 +176,16 @@ int Run(int argc, char** argv) {
   RouterService router_service(&store, metrics->get(), deps);
   RouterAdminService admin_service(&store, deps);
 
+  absl::StatusOr<GrpcTls> tls = GrpcTlsFromFlags();
+  if (!tls.ok()) return Fail(std::string(tls.status().message()));
   const std::string listen = absl::GetFlag(FLAGS_listen);
   absl::StatusOr<StartedServer> data_plane =
-      StartGrpcServer(listen, {&router_service}, /*with_health=*/true);
+      StartGrpcServer(listen, {&router_service}, /*with_health=*/true, tls->ServerCredentials());
   if (!data_plane.ok()) return Fail(std::string(data_plane.status().message()));
   const std::string admin_listen = absl::GetFlag(FLAGS_admin_listen);
   absl::StatusOr<StartedServer> control_plane =
-      StartGrpcServer(admin_listen, {&admin_service}, /*with_health=*/false);
+      StartGrpcServer(admin_listen, {&admin_service}, /*with_health=*/false,
+                      tls->ServerCredentials());
   if (!control_plane.ok()) {
     data_plane->server->Shutdown();
     return Fail(std::string(control_plane.status().message()));

@@ -223,13 +223,16 @@ struct StartedServer {
   int port = 0;
 };
 
-// Builds and starts an insecure gRPC server on `address` ("host:port"; port 0 picks a free port,
-// for tests) serving `services`, plus the standard grpc.health.v1 service when `with_health`.
+// Builds and starts a gRPC server on `address` ("host:port"; port 0 picks a free port, for tests)
+// serving `services`, plus the standard grpc.health.v1 service when `with_health`, with
+// `credentials` (null: plaintext; services/common/grpc_tls.h).
 // SO_REUSEPORT is disabled so a port already in use is an error. Not thread-safe with respect to
 // other server builds (the health-service switch is process-global). Errors: kUnavailable when
 // the address cannot be bound.
 absl::StatusOr<StartedServer> StartGrpcServer(const std::string& address,
                                               const std::vector<grpc::Service*>& services,
-                                              bool with_health);
+                                              bool with_health,
+                                              std::shared_ptr<grpc::ServerCredentials> credentials =
+                                                  nullptr);
 
 }  // namespace tollgate::router

@@ -29,6 +29,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/process.h"
+#include "tests/testing/certs.h"
 #include "tests/testing/suite.h"
 
 namespace tollgate::testing {
@@ -75,62 +76,6 @@ std::map<std::string, std::string> BaseGatewayEnv() {
           {"http_proxy", ""},
           {"NO_PROXY", ""},
           {"no_proxy", ""}};
-}
-
-// ---------------------------------------------------------------------------------------------
-// Certificates, made with the openssl CLI.
-
-absl::Status Openssl(const std::string& dir, std::vector<std::string> args) {
-  args.insert(args.begin(), "openssl");
-  CommandResult r = RunCommand(args);
-  if (r.exit_code != 0) {
-    return absl::InternalError(
-        absl::StrCat("openssl ", args[1], " failed in ", dir, ":\n", r.output));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status MakeCa(const std::string& dir, const std::string& name, const std::string& cn) {
-  WriteFile(dir + "/" + name + ".cnf", absl::StrCat(R"(
-[req]
-distinguished_name = dn
-prompt = no
-x509_extensions = v3_ca
-[dn]
-CN = )",
-                                                    cn, R"(
-[v3_ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-)"));
-  return Openssl(dir, {"req", "-x509", "-config", dir + "/" + name + ".cnf", "-newkey", "ec",
-                       "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                       dir + "/" + name + ".key", "-out", dir + "/" + name + ".pem", "-days", "2"});
-}
-
-absl::Status MakeServerCert(const std::string& dir) {
-  WriteFile(dir + "/server.cnf", R"(
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = localhost
-[v3_server]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost,IP:127.0.0.1
-authorityKeyIdentifier = keyid
-)");
-  absl::Status st = Openssl(dir, {"req", "-new", "-config", dir + "/server.cnf", "-newkey", "ec",
-                                  "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
-                                  dir + "/server.key", "-out", dir + "/server.csr"});
-  if (!st.ok()) return st;
-  return Openssl(
-      dir, {"x509", "-req", "-in", dir + "/server.csr", "-CA", dir + "/ca.pem", "-CAkey",
-            dir + "/ca.key", "-set_serial", "4242", "-days", "2", "-extfile", dir + "/server.cnf",
-            "-extensions", "v3_server", "-out", dir + "/server.pem"});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -246,7 +191,7 @@ class TlsTest : public ::testing::Test {
     certs_ = new TempDir();
     const std::string& dir = certs_->path();
     absl::Status st = MakeCa(dir, "ca", "Tollgate Test CA");
-    if (st.ok()) st = MakeServerCert(dir);
+    if (st.ok()) st = MakeLeafCert(dir, "ca", "server", CertUse::kServer);
     if (st.ok()) st = MakeCa(dir, "unrelated", "Unrelated Test CA");
     ASSERT_TRUE(st.ok()) << st;
 

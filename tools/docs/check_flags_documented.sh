@@ -5,7 +5,8 @@ set -euo pipefail
 doc=$1; shift
 missing=0
 for bin in "$@"; do
-  for flag in $("$bin" --helpon=main 2>&1 | grep -oE '^    --[a-z0-9_]+' | sed 's/^ *--//'); do
+  for flag in $({ "$bin" --helpon=main 2>&1; "$bin" --helpon=grpc_tls 2>&1; } |
+                grep -oE '^    --[a-z0-9_]+' | sed 's/^ *--//'); do
     if ! grep -q -- "\`--$flag\`" "$doc"; then
       echo "$(basename "$bin"): --$flag is not documented in $doc"
       missing=1

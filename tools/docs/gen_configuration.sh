@@ -9,7 +9,7 @@ awk_script="$TOLLGATE_ROOT/tools/docs/flags_to_markdown.awk"
 table() {
   echo "| flag | default | meaning |"
   echo "|---|---|---|"
-  { "$(bin_path "$1")" --helpon=main 2>&1 || true; } | awk -f "$awk_script"
+  { "$(bin_path "$1")" --helpon="${2:-main}" 2>&1 || true; } | awk -f "$awk_script"
 }
 {
   cat "$TOLLGATE_ROOT/tools/docs/configuration.head.md"
@@ -19,6 +19,12 @@ table() {
     echo
     table "$bin"
   done
+  echo
+  echo "## gRPC TLS (\`tollgate-gateway\`, \`tollgate-router\`, \`tollgate-ledger\`, \`tollgatectl\`)"
+  echo
+  echo "The same flags in every binary that speaks gRPC (services/common/grpc_tls.h; docs/security.md)."
+  echo
+  table tollgate-router grpc_tls
   echo
   echo "## \`tollgatectl\`"
   echo

@@ -207,6 +207,13 @@ constexpr std::string_view kOverview =
     "  --ledger_admin=HOST:PORT  LedgerAdmin address (env TOLLGATE_LEDGER_ADMIN; 127.0.0.1:7004)\n"
     "  --token=TOKEN             ledger control-plane token (env TOLLGATE_ADMIN_TOKEN)\n"
     "  --timeout=DURATION        RPC deadline, e.g. 500ms, 10s (default 10s)\n"
+    "  --tls_ca_file=PEM         TLS to the admin services, verified against this CA bundle\n"
+    "                            (env TOLLGATE_TLS_CA_FILE; default plaintext)\n"
+    "  --tls_cert_file=PEM, --tls_key_file=PEM\n"
+    "                            client certificate for mutual TLS (env TOLLGATE_TLS_CERT_FILE,\n"
+    "                            TOLLGATE_TLS_KEY_FILE)\n"
+    "  --tls_server_name=NAME    name to verify in the servers' certificates\n"
+    "                            (env TOLLGATE_TLS_SERVER_NAME)\n"
     "\n"
     "Exit status: 0 success, 1 RPC failure, 2 usage error.\n";
 
@@ -518,6 +525,10 @@ GlobalOptions GlobalOptionsFromEnv(const GetEnv& env) {
   if (auto v = env("TOLLGATE_ROUTER_ADMIN"); v && !v->empty()) global.router_admin = *v;
   if (auto v = env("TOLLGATE_LEDGER_ADMIN"); v && !v->empty()) global.ledger_admin = *v;
   if (auto v = env("TOLLGATE_ADMIN_TOKEN"); v && !v->empty()) global.token = *v;
+  if (auto v = env("TOLLGATE_TLS_CA_FILE"); v && !v->empty()) global.tls.ca_file = *v;
+  if (auto v = env("TOLLGATE_TLS_CERT_FILE"); v && !v->empty()) global.tls.cert_file = *v;
+  if (auto v = env("TOLLGATE_TLS_KEY_FILE"); v && !v->empty()) global.tls.key_file = *v;
+  if (auto v = env("TOLLGATE_TLS_SERVER_NAME"); v && !v->empty()) global.tls.server_name = *v;
   return global;
 }
 
@@ -547,6 +558,14 @@ absl::StatusOr<bool> ApplyCommonFlag(const CtlFlag& flag, const CommonFlagSpec& 
     (router ? global.router_admin : global.ledger_admin) = flag.value;
   } else if (flag.name == "token" && spec.token) {
     global.token = flag.value;
+  } else if (flag.name == "tls-ca-file") {
+    global.tls.ca_file = flag.value;
+  } else if (flag.name == "tls-cert-file") {
+    global.tls.cert_file = flag.value;
+  } else if (flag.name == "tls-key-file") {
+    global.tls.key_file = flag.value;
+  } else if (flag.name == "tls-server-name") {
+    global.tls.server_name = flag.value;
   } else if (flag.name == "timeout") {
     absl::StatusOr<absl::Duration> d = ParseDuration(flag.value);
     if (!d.ok()) return Invalid(absl::StrCat("--timeout: ", d.status().message()));
@@ -599,6 +618,18 @@ void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
                        std::chrono::microseconds(absl::ToInt64Microseconds(timeout)));
 }
 
+int PrintError(std::ostream& err, const absl::Status& status) {
+  err << "tollgatectl: " << status.message() << "\n";
+  return 2;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> AdminChannel(const std::string& address,
+                                                            const GlobalOptions& global) {
+  absl::StatusOr<GrpcTls> tls = GrpcTls::Load(global.tls);
+  if (!tls.ok()) return tls.status();
+  return grpc::CreateCustomChannel(address, tls->ChannelCredentials(), tls->ChannelArgs());
+}
+
 void PrepareContext(grpc::ClientContext& context, const GlobalOptions& global) {
   SetDeadline(context, global.timeout);
   if (!global.token.empty()) context.AddMetadata("authorization", "Bearer " + global.token);
@@ -611,7 +642,8 @@ int PrintRpcError(std::ostream& err, std::string_view service, std::string_view 
 }
 
 int PrintUsageError(std::ostream& err, const absl::Status& status, std::string_view usage) {
-  err << "tollgatectl: " << status.message() << "\n\n" << usage;
+  PrintError(err, status);
+  err << "\n" << usage;
   return 2;
 }
 

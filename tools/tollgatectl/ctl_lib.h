@@ -25,6 +25,8 @@
 #include <string_view>
 #include <vector>
 
+#include "grpcpp/channel.h"
+#include "services/common/grpc_tls.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -99,6 +101,10 @@ struct GlobalOptions {
   // Control-plane bearer token (--token, env TOLLGATE_ADMIN_TOKEN), sent to the ledger as
   // "authorization: Bearer <token>" when not empty (docs/tenancy.md).
   std::string token;
+  // TLS to the admin services (--tls_ca_file, --tls_cert_file, --tls_key_file,
+  // --tls_server_name; env TOLLGATE_TLS_CA_FILE, ..._CERT_FILE, ..._KEY_FILE, ..._SERVER_NAME;
+  // docs/security.md). No CA file: plaintext.
+  GrpcTlsFiles tls;
 };
 
 struct Command {
@@ -168,6 +174,13 @@ int PrintRpcError(std::ostream& err, std::string_view service, std::string_view 
 
 // Prints "tollgatectl: <message>", a blank line and `usage` on `err`; returns exit code 2.
 int PrintUsageError(std::ostream& err, const absl::Status& status, std::string_view usage);
+// Prints "tollgatectl: <message>" on `err`; returns exit code 2.
+int PrintError(std::ostream& err, const absl::Status& status);
+
+// A channel to an admin service at `address` with the TLS settings of `global`. Errors
+// (kInvalidArgument naming the flag): unreadable or inconsistent TLS files.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> AdminChannel(const std::string& address,
+                                                            const GlobalOptions& global);
 
 // A message as one line of JSON with the proto field names and default values printed, then
 // "\n".

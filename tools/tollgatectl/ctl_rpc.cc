@@ -9,8 +9,10 @@ namespace tollgate::tools::ctl {
 namespace {
 
 int RunSpend(const Command& cmd, std::ostream& out, std::ostream& err) {
-  auto stub = v1::LedgerAdmin::NewStub(
-      grpc::CreateChannel(cmd.global.ledger_admin, grpc::InsecureChannelCredentials()));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      AdminChannel(cmd.global.ledger_admin, cmd.global);
+  if (!channel.ok()) return PrintError(err, channel.status());
+  auto stub = v1::LedgerAdmin::NewStub(*channel);
   grpc::ClientContext context;
   PrepareContext(context, cmd.global);
   v1::SpendResponse response;
@@ -21,8 +23,10 @@ int RunSpend(const Command& cmd, std::ostream& out, std::ostream& err) {
 }
 
 int RunCatalog(const Command& cmd, std::ostream& out, std::ostream& err) {
-  auto stub = v1::RouterAdmin::NewStub(
-      grpc::CreateChannel(cmd.global.router_admin, grpc::InsecureChannelCredentials()));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      AdminChannel(cmd.global.router_admin, cmd.global);
+  if (!channel.ok()) return PrintError(err, channel.status());
+  auto stub = v1::RouterAdmin::NewStub(*channel);
   grpc::ClientContext context;
   SetDeadline(context, cmd.global.timeout);  // RouterAdmin takes no token
   v1::ListCatalogResponse response;

@@ -508,8 +508,10 @@ int RunLedgerCommand(const std::vector<std::string>& args, const GetEnv& env, st
     out << LedgerUsage(cmd->help_topic);
     return 0;
   }
-  auto stub = v1::LedgerAdmin::NewStub(
-      grpc::CreateChannel(cmd->global.ledger_admin, grpc::InsecureChannelCredentials()));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      AdminChannel(cmd->global.ledger_admin, cmd->global);
+  if (!channel.ok()) return PrintError(err, channel.status());
+  auto stub = v1::LedgerAdmin::NewStub(*channel);
   grpc::ClientContext context;
   PrepareContext(context, cmd->global);
   if (cmd->kind == LedgerCommand::Kind::kAnomalies) {

@@ -388,8 +388,10 @@ int RunQuotaCommand(const std::vector<std::string>& args, const GetEnv& env, std
     out << QuotaUsage();
     return 0;
   }
-  auto stub = v1::Quotas::NewStub(
-      grpc::CreateChannel(cmd->global.ledger_admin, grpc::InsecureChannelCredentials()));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      AdminChannel(cmd->global.ledger_admin, cmd->global);
+  if (!channel.ok()) return PrintError(err, channel.status());
+  auto stub = v1::Quotas::NewStub(*channel);
   auto failed = [&](const grpc::Status& status) {
     return PrintRpcError(err, "ledger", cmd->global.ledger_admin, status);
   };

@@ -420,8 +420,10 @@ int RunRouteCommand(const std::vector<std::string>& args, const GetEnv& env, std
     out << RouteUsage(cmd->help_topic);
     return 0;
   }
-  auto stub = v1::RouterAdmin::NewStub(
-      grpc::CreateChannel(cmd->global.router_admin, grpc::InsecureChannelCredentials()));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      AdminChannel(cmd->global.router_admin, cmd->global);
+  if (!channel.ok()) return PrintError(err, channel.status());
+  auto stub = v1::RouterAdmin::NewStub(*channel);
   grpc::ClientContext context;
   SetDeadline(context, cmd->global.timeout);  // RouterAdmin takes no token
   grpc::Status status;

@@ -241,8 +241,10 @@ int RunTenancyCommand(const std::vector<std::string>& args, const GetEnv& env, s
     out << TenancyUsage();
     return 0;
   }
-  auto stub = v1::TenancyAdmin::NewStub(
-      grpc::CreateChannel(cmd->global.ledger_admin, grpc::InsecureChannelCredentials()));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      AdminChannel(cmd->global.ledger_admin, cmd->global);
+  if (!channel.ok()) return PrintError(err, channel.status());
+  auto stub = v1::TenancyAdmin::NewStub(*channel);
   grpc::ClientContext context;
   PrepareContext(context, cmd->global);
   grpc::Status status;
