@@ -160,22 +160,25 @@ QuotaManager::QuotaManager(LeaseFn lease, Options options,
   index_.store(std::make_shared<const Index>());
   if (registry != nullptr) {
     decisions_ = &prometheus::BuildCounter()
-                      .Name("tollgate_quota_decisions_total")
+                      .Name("tollgate_gateway_quota_decisions_total")
                       .Help("Admission decisions on requests under a hard quota, by result: "
                             "admitted, exhausted (429), unavailable (the ledger could not grant "
                             "in time: 503), unenforced (let through while the ledger was down)")
                       .Register(*registry);
     lease_calls_ = &prometheus::BuildCounter()
-                        .Name("tollgate_quota_lease_calls_total")
+                        .Name("tollgate_gateway_quota_lease_calls_total")
                         .Help("Quotas.Lease calls to the ledger, by result (ok, error)")
                         .Register(*registry);
     overrun_ = &prometheus::BuildCounter()
-                    .Name("tollgate_quota_overrun_units_total")
+                    .Name("tollgate_gateway_quota_overrun_units_total")
                     .Help("Settled amounts beyond their reservation, in lease units (requests, "
                           "tokens, pico-dollars), by unit: the source of a hard quota's overrun")
                     .Register(*registry);
+    for (v1::QuotaUnit unit : {v1::QUOTA_UNIT_USD, v1::QUOTA_UNIT_TOKENS, v1::QUOTA_UNIT_REQUESTS}) {
+      overrun_->Add({{"unit", std::string(UnitName(unit))}});  // exported as 0 from the start
+    }
     auto& gauges = prometheus::BuildGauge()
-                       .Name("tollgate_quota_state")
+                       .Name("tollgate_gateway_quota_state")
                        .Help("Quota admission state: quotas (hard quotas of the last snapshot), "
                              "waiters (requests waiting for a lease; bounded by "
                              "--quota_max_waiters), leases (held)")

@@ -30,7 +30,7 @@
 // When the ledger cannot be reached a request that needs more lease fails with kUnavailable
 // (Options::allow_when_unavailable = false, the default: a hard budget stays hard) or is let
 // through uncounted by any lease (true: availability first; counted in
-// tollgate_quota_unenforced_total).
+// tollgate_gateway_quota_decisions_total{result="unenforced"}).
 //
 // Thread-safe. Requests to which no hard quota applies take no lock.
 

@@ -1,5 +1,6 @@
 #include "services/ledger/ledger_metrics.h"
 
+#include <algorithm>
 #include <exception>
 
 #include "absl/strings/ascii.h"
@@ -96,6 +97,112 @@ prometheus::Counter& LedgerMetrics::ingest_batches(const absl::Status& result) {
 
 prometheus::Counter& LedgerMetrics::spend_queries(const absl::Status& result) {
   return spend_queries_->Add({{"result", ResultLabel(result)}});
+}
+
+absl::StatusOr<std::unique_ptr<QuotaMetrics>> QuotaMetrics::Create(prometheus::Registry& registry) {
+  std::unique_ptr<QuotaMetrics> m(new QuotaMetrics());
+  try {
+    m->limit_ = &prometheus::BuildGauge()
+                     .Name("tollgate_ledger_budget_limit")
+                     .Help("A quota's limit in its unit (USD, tokens or requests)")
+                     .Register(registry);
+    m->spent_ = &prometheus::BuildGauge()
+                     .Name("tollgate_ledger_budget_spent")
+                     .Help(
+                         "Spend recorded by usage events in the quota's current window, in its "
+                         "unit; for per-minute quotas, what the window's leases hold")
+                     .Register(registry);
+    m->remaining_ = &prometheus::BuildGauge()
+                         .Name("tollgate_ledger_budget_remaining")
+                         .Help(
+                             "Limit minus the larger of recorded spend and what leases hold, in "
+                             "the quota's unit (never below 0)")
+                         .Register(registry);
+    m->used_ratio_ = &prometheus::BuildGauge()
+                          .Name("tollgate_ledger_budget_used_ratio")
+                          .Help(
+                              "The larger of recorded spend and what leases hold, divided by "
+                              "the limit (1 = the window's allowance is used up)")
+                          .Register(registry);
+    m->alerts_ = &prometheus::BuildCounter()
+                      .Name("tollgate_ledger_budget_alerts_total")
+                      .Help(
+                          "Budget alert thresholds crossed (each fires once per window, on one "
+                          "ledger replica)")
+                      .Register(registry);
+    m->leases_granted_ = &prometheus::BuildCounter()
+                              .Name("tollgate_ledger_quota_leases_granted_total")
+                              .Help("Lease updates that granted a gateway more allowance, by unit")
+                              .Register(registry);
+    for (const char* unit : {"usd", "tokens", "requests"}) {
+      m->leases_granted_->Add({{"unit", unit}});
+    }
+    m->lease_exhausted_ = &prometheus::BuildCounter()
+                               .Name("tollgate_ledger_quota_lease_exhausted_total")
+                               .Help(
+                                   "Lease updates refused because the quota's window is spent "
+                                   "(the gateway answers 429)")
+                               .Register(registry)
+                               .Add({});
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("quota metrics: ", e.what()));
+  }
+  return m;
+}
+
+void QuotaMetrics::RemoveLocked(Gauges& g) {
+  limit_->Remove(g.limit);
+  spent_->Remove(g.spent);
+  remaining_->Remove(g.remaining);
+  used_ratio_->Remove(g.used_ratio);
+}
+
+void QuotaMetrics::SetBudget(const Budget& b) {
+  std::map<std::string, std::string> labels = {{"quota", b.quota},
+                                               {"team", b.team},
+                                               {"scope", b.scope},
+                                               {"unit", b.unit},
+                                               {"period", b.period}};
+  absl::MutexLock lock(&mu_);
+  auto it = budgets_.find(b.quota);
+  if (it != budgets_.end() && it->second.labels != labels) {
+    RemoveLocked(it->second);
+    budgets_.erase(it);
+    it = budgets_.end();
+  }
+  if (it == budgets_.end()) {
+    Gauges g;
+    g.labels = labels;
+    g.limit = &limit_->Add(labels);
+    g.spent = &spent_->Add(labels);
+    g.remaining = &remaining_->Add(labels);
+    g.used_ratio = &used_ratio_->Add(labels);
+    it = budgets_.emplace(b.quota, std::move(g)).first;
+  }
+  it->second.limit->Set(b.limit);
+  it->second.spent->Set(b.spent);
+  it->second.remaining->Set(b.remaining);
+  it->second.used_ratio->Set(b.used_ratio);
+}
+
+void QuotaMetrics::RetainBudgets(const std::vector<std::string>& quota_ids) {
+  absl::MutexLock lock(&mu_);
+  for (auto it = budgets_.begin(); it != budgets_.end();) {
+    if (std::find(quota_ids.begin(), quota_ids.end(), it->first) == quota_ids.end()) {
+      RemoveLocked(it->second);
+      it = budgets_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void QuotaMetrics::AlertFired(const std::string& quota, int percent) {
+  alerts_->Add({{"quota", quota}, {"percent", absl::StrCat(percent)}}).Increment();
+}
+
+void QuotaMetrics::LeaseGranted(std::string_view unit) {
+  leases_granted_->Add({{"unit", std::string(unit)}}).Increment();
 }
 
 }  // namespace tollgate::ledger

@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "services/common/grpc_tls.h"
 #include "services/common/logging.h"
 #include "services/common/metrics.h"
 #include "services/common/money.h"
@@ -30,6 +31,8 @@
 #include "services/ledger/ingest_service.h"
 #include "services/ledger/ledger_metrics.h"
 #include "services/ledger/maintenance.h"
+#include "services/ledger/quota_service.h"
+#include "services/ledger/quota_store.h"
 #include "services/ledger/store.h"
 #include "services/ledger/tenancy_admin_guard.h"
 #include "services/ledger/tenancy_auth.h"
@@ -42,7 +45,8 @@ ABSL_FLAG(std::string, database_url, "",
 ABSL_FLAG(std::string, listen, "127.0.0.1:7003",
           "Data-plane gRPC address: service Ledger (Ingest) and gRPC health.");
 ABSL_FLAG(std::string, admin_listen, "127.0.0.1:7004",
-          "Control-plane gRPC address: service LedgerAdmin (spend queries).");
+          "Control-plane gRPC address: services LedgerAdmin (spend queries), TenancyAdmin (teams, "
+          "keys, audit) and Quotas (budgets, rate limits, gateway leases).");
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9102",
           "Prometheus metrics address (http://<address>/metrics).");
 ABSL_FLAG(std::string, log_level, "info", "Minimum log level: trace, debug, info, warn, error.");
@@ -101,6 +105,15 @@ ABSL_FLAG(int, key_poll_ms, 500,
           "another ledger replica reach this replica's WatchKeys streams (local changes are "
           "pushed at once).");
 ABSL_FLAG(int, key_heartbeat_ms, 1000, "Heartbeat interval of idle WatchKeys streams.");
+ABSL_FLAG(int, quota_lease_term_ms, 30000,
+          "How long a quota lease granted to a gateway lasts unless the gateway renews it (leases "
+          "of per-minute windows end at most 5 s after their window). A lease that lapses without "
+          "being released keeps counting at its granted amount until its window ends "
+          "(docs/budgets.md).");
+ABSL_FLAG(int, quota_state_interval_ms, 5000,
+          "How often the ledger computes every budget's state in its current window: the "
+          "tollgate_ledger_budget_* gauges and the 'budget alert' log lines when an alert threshold is "
+          "crossed (each fires once per window, on one replica).");
 
 namespace tollgate::ledger {
 namespace {
@@ -120,15 +133,16 @@ bool WaitForStopSignal(const sigset_t& signals, absl::Duration timeout) {
   return sigtimedwait(&signals, nullptr, &ts) > 0;
 }
 
-std::unique_ptr<grpc::Server> StartServer(const std::string& address, grpc::Service* service,
-                                          bool health, int max_message_bytes,
-                                          grpc::Service* extra_service = nullptr) {
+std::unique_ptr<grpc::Server> StartServer(const std::string& address, const GrpcTls& tls,
+                                          grpc::Service* service, bool health,
+                                          int max_message_bytes,
+                                          std::vector<grpc::Service*> extra_services = {}) {
   grpc::EnableDefaultHealthCheckService(health);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(address, tls.ServerCredentials(), &port);
   builder.RegisterService(service);
-  if (extra_service != nullptr) builder.RegisterService(extra_service);
+  for (grpc::Service* extra : extra_services) builder.RegisterService(extra);
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   // Ingest streams live for as long as a gateway runs: ping idle peers so a vanished gateway's
   // stream is torn down, and accept the gateways' own keepalive pings (one per 10 s at most).
@@ -142,6 +156,9 @@ std::unique_ptr<grpc::Server> StartServer(const std::string& address, grpc::Serv
 }
 
 int Run() {
+  // TLS and mTLS on both listeners (docs/security.md); checked before any database work.
+  absl::StatusOr<GrpcTls> tls = GrpcTlsFromFlags();
+  if (!tls.ok()) return Fail(std::string(tls.status().message()));
   std::string url = absl::GetFlag(FLAGS_database_url);
   if (url.empty()) {
     if (const char* env = std::getenv("TOLLGATE_DATABASE_URL")) url = env;
@@ -258,8 +275,9 @@ int Run() {
     admin_tokens = std::make_unique<AdminTokens>(std::move(*loaded));
     LogInfo("admin tokens loaded", {{"tokens", absl::StrCat(admin_tokens->size())}});
   } else {
-    LogWarn("no --admin_tokens_file: LedgerAdmin calls are not authenticated and TenancyAdmin "
-            "calls are refused");
+    LogWarn(
+        "no --admin_tokens_file: LedgerAdmin calls are not authenticated; TenancyAdmin and "
+        "Quotas calls are refused");
   }
   if (absl::GetFlag(FLAGS_key_poll_ms) < 10 || absl::GetFlag(FLAGS_key_heartbeat_ms) < 10) {
     return Fail("--key_poll_ms and --key_heartbeat_ms must be >= 10");
@@ -273,6 +291,27 @@ int Run() {
   TenancyAdminService tenancy(std::make_unique<TenancyStore>(tenancy_store_options),
                               admin_tokens.get(), tenancy_options);
   tenancy.Start();
+
+  // Budgets and rate limits (docs/budgets.md), on the admin listener too.
+  if (absl::GetFlag(FLAGS_quota_lease_term_ms) < 1000) {
+    return Fail("--quota_lease_term_ms must be >= 1000");
+  }
+  if (absl::GetFlag(FLAGS_quota_state_interval_ms) < 100) {
+    return Fail("--quota_state_interval_ms must be >= 100");
+  }
+  absl::StatusOr<std::unique_ptr<QuotaMetrics>> quota_metrics = QuotaMetrics::Create(*registry);
+  if (!quota_metrics.ok()) return Fail(quota_metrics.status().ToString());
+  QuotaStore::Options quota_store_options;
+  quota_store_options.database = tenancy_store_options;
+  quota_store_options.lease_term = absl::Milliseconds(absl::GetFlag(FLAGS_quota_lease_term_ms));
+  QuotaService::Options quota_options;
+  quota_options.state_interval =
+      std::chrono::milliseconds(absl::GetFlag(FLAGS_quota_state_interval_ms));
+  quota_options.on_change = [&tenancy] { tenancy.RequestRefresh(); };
+  QuotaService quotas(std::make_unique<QuotaStore>(quota_store_options),
+                      std::make_unique<QuotaStore>(quota_store_options), admin_tokens.get(),
+                      quota_metrics->get(), quota_options);
+  quotas.Start();
   // With tokens, LedgerAdmin calls need one too (docs/tenancy.md).
   std::unique_ptr<LedgerAdminGuard> guard;
   if (admin_tokens != nullptr) {
@@ -288,12 +327,11 @@ int Run() {
   const std::string admin_listen = absl::GetFlag(FLAGS_admin_listen);
   const int max_message = absl::GetFlag(FLAGS_max_batch_bytes);
   std::unique_ptr<grpc::Server> data_server =
-      StartServer(listen, &ingest, /*health=*/true, max_message);
+      StartServer(listen, *tls, &ingest, /*health=*/true, max_message);
   if (data_server == nullptr) return Fail(absl::StrCat("cannot listen on ", listen, " (--listen)"));
-  std::unique_ptr<grpc::Server> admin_server =
-      StartServer(admin_listen,
-                  guard != nullptr ? static_cast<grpc::Service*>(guard.get()) : &admin,
-                  /*health=*/false, 4 << 20, &tenancy);
+  std::unique_ptr<grpc::Server> admin_server = StartServer(
+      admin_listen, *tls, guard != nullptr ? static_cast<grpc::Service*>(guard.get()) : &admin,
+      /*health=*/false, 4 << 20, {&tenancy, &quotas});
   if (admin_server == nullptr) {
     data_server->Shutdown();
     return Fail(absl::StrCat("cannot listen on ", admin_listen, " (--admin_listen)"));
@@ -311,6 +349,7 @@ int Run() {
   data_server->Shutdown(
       absl::ToChronoTime(absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s))));
   tenancy.Stop();  // ends WatchKeys streams, which would otherwise hold the shutdown
+  quotas.Stop();   // finishes queued quota calls
   admin_server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   ingest.Stop();
   admin.Stop();

@@ -53,13 +53,21 @@ std::string_view ActionName(TenancyAction action) {
       return "read the audit log";
     case TenancyAction::kWatchKeys:
       return "watch keys";
+    case TenancyAction::kSetQuota:
+      return "set quotas";
+    case TenancyAction::kListQuotas:
+      return "list quotas";
+    case TenancyAction::kDeleteQuota:
+      return "delete quotas";
+    case TenancyAction::kLease:
+      return "lease quotas";
   }
   return "?";
 }
 
 bool IsRead(TenancyAction action) {
   return action == TenancyAction::kListTeams || action == TenancyAction::kListKeys ||
-         action == TenancyAction::kListAudit;
+         action == TenancyAction::kListAudit || action == TenancyAction::kListQuotas;
 }
 
 absl::Status Denied(const Principal& who, TenancyAction action, std::string_view team,
@@ -89,7 +97,7 @@ std::string_view RoleName(Role role) {
 }
 
 absl::Status Authorize(const Principal& who, TenancyAction action, std::string_view team) {
-  if (action == TenancyAction::kWatchKeys) {
+  if (action == TenancyAction::kWatchKeys || action == TenancyAction::kLease) {
     if (who.role == Role::kGateway) return absl::OkStatus();
     return Denied(who, action, "", "only tokens with role gateway may");
   }
@@ -97,13 +105,18 @@ absl::Status Authorize(const Principal& who, TenancyAction action, std::string_v
     case Role::kAdmin:
       return absl::OkStatus();
     case Role::kGateway:
-      return Denied(who, action, team, "gateway tokens may only watch keys");
+      return Denied(who, action, team, "gateway tokens may only watch keys and lease quotas");
     case Role::kViewer:
       if (!IsRead(action)) return Denied(who, action, team, "viewers are read-only");
       break;
     case Role::kTeamAdmin:
       if (action == TenancyAction::kCreateTeam) {
         return Denied(who, action, team, "only admins create teams");
+      }
+      if ((action == TenancyAction::kSetQuota || action == TenancyAction::kDeleteQuota) &&
+          team.empty()) {
+        return Denied(who, action, team,
+                      "org-wide quotas and quotas without a team are admin-only");
       }
       break;
   }

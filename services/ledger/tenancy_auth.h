@@ -51,13 +51,19 @@ enum class TenancyAction {
   kRevokeKey,
   kListAudit,
   kWatchKeys,
+  // Quotas (quota.proto): `team` is the quota's team ("" for org-wide and team-less quotas).
+  kSetQuota,
+  kListQuotas,
+  kDeleteQuota,
+  kLease,
 };
 
 // Whether `who` may do `action` on `team` ("" = across teams, e.g. listing everything).
-//   admin:      everything except WatchKeys
-//   team-admin: CreateKey / RevokeKey / reads, on its own team only
-//   viewer:     reads (ListTeams, ListKeys, ListAudit) of its own team only
-//   gateway:    WatchKeys only
+//   admin:      everything except WatchKeys and Lease
+//   team-admin: CreateKey / RevokeKey / SetQuota / DeleteQuota / reads, on its own team only
+//               (quotas without a team, org-wide ones included, are admin-only)
+//   viewer:     reads (ListTeams, ListKeys, ListAudit, ListQuotas) of its own team only
+//   gateway:    WatchKeys and Lease only
 // Errors: kPermissionDenied with a message naming the role, the action and the team.
 absl::Status Authorize(const Principal& who, TenancyAction action, std::string_view team);
 

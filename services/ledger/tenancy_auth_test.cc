@@ -1,7 +1,9 @@
 #include "services/ledger/tenancy_auth.h"
 
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/ledger/quota_service.h"
 #include "services/ledger/tenancy_admin_guard.h"
 #include "services/ledger/tenancy_service.h"
 
@@ -172,6 +174,156 @@ TEST(TenancyAuth, CreateKeyValidation) {
   r = ok;
   r.set_name(std::string(200, 'x'));
   expect_invalid(r, "name");
+}
+
+TEST(TenancyAuth, QuotaRbacDecisions) {
+  const AdminTokens tokens = Tokens();
+  const Principal admin = *tokens.Authenticate("Bearer admin-token");
+  const Principal lead = *tokens.Authenticate("Bearer alpha-token");
+  const Principal viewer = *tokens.Authenticate("Bearer viewer-token");
+  const Principal gw = *tokens.Authenticate("Bearer gw-token");
+  using A = TenancyAction;
+  auto code = [](const absl::Status& s) { return s.code(); };
+  const auto kOk = absl::StatusCode::kOk;
+  const auto kDenied = absl::StatusCode::kPermissionDenied;
+
+  // admin: every quota, org-wide included; never Lease.
+  EXPECT_EQ(code(Authorize(admin, A::kSetQuota, "beta")), kOk);
+  EXPECT_EQ(code(Authorize(admin, A::kSetQuota, "")), kOk);
+  EXPECT_EQ(code(Authorize(admin, A::kDeleteQuota, "")), kOk);
+  EXPECT_EQ(code(Authorize(admin, A::kListQuotas, "")), kOk);
+  EXPECT_EQ(code(Authorize(admin, A::kLease, "")), kDenied);
+
+  // team-admin: its own team's quotas only; org-wide and team-less quotas are admin-only.
+  EXPECT_EQ(code(Authorize(lead, A::kSetQuota, "alpha")), kOk);
+  EXPECT_EQ(code(Authorize(lead, A::kDeleteQuota, "alpha")), kOk);
+  EXPECT_EQ(code(Authorize(lead, A::kListQuotas, "alpha")), kOk);
+  EXPECT_EQ(code(Authorize(lead, A::kSetQuota, "beta")), kDenied);
+  EXPECT_EQ(code(Authorize(lead, A::kDeleteQuota, "beta")), kDenied);
+  EXPECT_EQ(code(Authorize(lead, A::kListQuotas, "beta")), kDenied);
+  const absl::Status org = Authorize(lead, A::kSetQuota, "");
+  EXPECT_EQ(code(org), kDenied);
+  EXPECT_NE(std::string(org.message()).find("admin-only"), std::string::npos) << org;
+  EXPECT_EQ(code(Authorize(lead, A::kLease, "")), kDenied);
+
+  // viewer: reads its own team's quotas.
+  EXPECT_EQ(code(Authorize(viewer, A::kListQuotas, "alpha")), kOk);
+  EXPECT_EQ(code(Authorize(viewer, A::kListQuotas, "beta")), kDenied);
+  EXPECT_EQ(code(Authorize(viewer, A::kSetQuota, "alpha")), kDenied);
+  EXPECT_EQ(code(Authorize(viewer, A::kDeleteQuota, "alpha")), kDenied);
+  EXPECT_EQ(code(Authorize(viewer, A::kLease, "")), kDenied);
+  EXPECT_EQ(*ReadScope(viewer, A::kListQuotas, ""), "alpha");
+
+  // gateway: Lease (and WatchKeys) only.
+  EXPECT_EQ(code(Authorize(gw, A::kLease, "")), kOk);
+  EXPECT_EQ(code(Authorize(gw, A::kListQuotas, "")), kDenied);
+  EXPECT_EQ(code(Authorize(gw, A::kListQuotas, "alpha")), kDenied);
+  EXPECT_EQ(code(Authorize(gw, A::kSetQuota, "alpha")), kDenied);
+  EXPECT_EQ(ReadScope(gw, A::kListQuotas, "").status().code(), kDenied);
+}
+
+TEST(TenancyAuth, QuotaValidation) {
+  v1::Quota ok;
+  ok.set_scope(v1::QUOTA_SCOPE_TEAM);
+  ok.set_team("alpha");
+  ok.set_unit(v1::QUOTA_UNIT_USD);
+  ok.set_period(v1::QUOTA_PERIOD_MONTH);
+  ok.set_limit("100.00");
+  ok.set_hard(true);
+  ok.add_alert_percents(80);
+  ok.add_alert_percents(50);
+  ok.add_alert_percents(80);
+  v1::Quota q = ok;
+  absl::StatusOr<int64_t> units = ValidateQuota(&q);
+  ASSERT_TRUE(units.ok()) << units.status();
+  EXPECT_EQ(*units, 100'000'000'000'000);
+  EXPECT_EQ(q.limit(), "100");
+  EXPECT_EQ(q.limit_units(), *units);
+  EXPECT_EQ(q.lease_chunk(), 5'000'000'000'000);
+  EXPECT_THAT(q.alert_percents(), ::testing::ElementsAre(50, 80));
+
+  v1::Quota key = ok;
+  key.set_scope(v1::QUOTA_SCOPE_KEY);
+  key.set_subject("tg-1a2b3c4d");
+  ASSERT_TRUE(ValidateQuota(&key).ok());
+  EXPECT_EQ(key.subject(), "1a2b3c4d");
+  v1::Quota rpm = ok;
+  rpm.set_unit(v1::QUOTA_UNIT_REQUESTS);
+  rpm.set_period(v1::QUOTA_PERIOD_MINUTE);
+  rpm.set_limit("600");
+  EXPECT_TRUE(ValidateQuota(&rpm).ok());
+  v1::Quota feature = ok;
+  feature.set_scope(v1::QUOTA_SCOPE_FEATURE);
+  feature.clear_team();
+  feature.set_subject("search");
+  EXPECT_TRUE(ValidateQuota(&feature).ok());
+
+  auto expect_invalid = [](v1::Quota r, const std::string& field) {
+    absl::StatusOr<int64_t> st = ValidateQuota(&r);
+    EXPECT_EQ(st.status().code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_EQ(std::string(st.status().message()).rfind(field + ":", 0), 0u)
+        << field << ": " << st.status();
+  };
+  v1::Quota r = ok;
+  r.clear_scope();
+  expect_invalid(r, "scope");
+  r = ok;
+  r.clear_unit();
+  expect_invalid(r, "unit");
+  r = ok;
+  r.clear_period();
+  expect_invalid(r, "period");
+  r = ok;
+  r.clear_team();
+  expect_invalid(r, "team");
+  r = ok;
+  r.set_team("Alpha Team");
+  expect_invalid(r, "team");
+  r = ok;
+  r.set_scope(v1::QUOTA_SCOPE_ORG);
+  expect_invalid(r, "team");
+  r = ok;
+  r.set_subject("x");
+  expect_invalid(r, "subject");
+  r = key;
+  r.clear_subject();
+  expect_invalid(r, "subject");
+  r = key;
+  r.set_subject("not-a-key");
+  expect_invalid(r, "subject");
+  r = feature;
+  r.clear_subject();
+  expect_invalid(r, "subject");
+  r = ok;
+  r.set_limit("0");
+  expect_invalid(r, "limit");
+  r = ok;
+  r.set_limit("9000000.01");
+  expect_invalid(r, "limit");
+  r = rpm;
+  r.set_limit("1.5");
+  expect_invalid(r, "limit");
+  r = ok;
+  r.add_alert_percents(0);
+  expect_invalid(r, "alert_percents");
+  r = ok;
+  r.add_alert_percents(1001);
+  expect_invalid(r, "alert_percents");
+  r = ok;
+  r.set_name(std::string(129, 'x'));
+  expect_invalid(r, "name");
+  r = ok;
+  r.set_period(v1::QUOTA_PERIOD_MINUTE);
+  expect_invalid(r, "period");  // USD per minute
+  r = rpm;
+  r.set_hard(false);
+  expect_invalid(r, "hard");
+  r = ok;
+  r.set_id("k-1a2b3c4d-rpm");
+  expect_invalid(r, "id");
+  r = ok;
+  r.set_id("q-xyz");
+  expect_invalid(r, "id");
 }
 
 TEST(TenancyAuth, TeamNames) {

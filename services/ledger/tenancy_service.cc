@@ -247,7 +247,8 @@ struct TenancyAdminService::Shared {
       absl::MutexLock lock(&mu);
       current = event;
     }
-    LogInfo("active key set changed", {{"keys", absl::StrCat(event->snapshot().keys_size())}});
+    LogInfo("active key set changed", {{"keys", absl::StrCat(event->snapshot().keys_size())},
+                                       {"quotas", absl::StrCat(event->snapshot().quotas_size())}});
     Broadcast(event, /*only_idle=*/false);
   }
 
@@ -311,6 +312,11 @@ void TenancyAdminService::Stop() {
   for (Shared::Task& task : left) {
     task.reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "ledger shutting down"));
   }
+}
+
+void TenancyAdminService::RequestRefresh() {
+  absl::MutexLock lock(&shared_->mu);
+  shared_->refresh_requested = true;
 }
 
 namespace {

@@ -15,7 +15,8 @@
 // Database work runs on one worker thread with its own connection (control-plane calls are rare),
 // never on gRPC's threads. The worker also rereads the active key set every
 // Options::poll_interval, so changes made through another ledger replica reach this replica's
-// watchers too; a changed set is pushed at once as a full snapshot to every WatchKeys stream
+// watchers too; the snapshot also carries every quota (quota_store.h), so quota changes are
+// pushed the same way; a changed set is pushed at once as a full snapshot to every WatchKeys stream
 // (after a local change, immediately). Streams carry a heartbeat every
 // Options::heartbeat_interval when idle. A slow stream never queues more than one pending
 // snapshot (newer replaces older).
@@ -47,6 +48,10 @@ class TenancyAdminService final : public v1::TenancyAdmin::CallbackService {
 
   void Start();
   void Stop();  // idempotent
+
+  // Rereads the key set and quotas on the worker thread soon and pushes a snapshot if they
+  // changed (QuotaService calls it after a quota change). Thread-safe, non-blocking.
+  void RequestRefresh();
 
   grpc::ServerUnaryReactor* CreateTeam(grpc::CallbackServerContext* context,
                                        const v1::CreateTeamRequest* request,

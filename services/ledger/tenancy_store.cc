@@ -10,6 +10,7 @@
 #include "boost/json.hpp"
 #include "google/protobuf/util/json_util.h"
 #include "services/common/status.h"
+#include "services/ledger/quota_store.h"
 #include "services/ledger/tenancy_auth.h"
 
 namespace tollgate::ledger {
@@ -336,8 +337,20 @@ absl::StatusOr<v1::KeySetSnapshot> TenancyStore::ActiveKeys() {
           }
           a->set_key_sha256(std::move(raw));
         }
+        AppendSnapshotQuotas(txn, &out);
         return out;
       });
+}
+
+absl::Status TenancyStore::WithConnection(
+    std::string_view op, const std::function<absl::Status(pqxx::connection_base&)>& f) {
+  return impl_
+      ->Run<bool>(op,
+                  [&](pqxx::connection& c) -> absl::StatusOr<bool> {
+                    TOLLGATE_RETURN_IF_ERROR(f(c));
+                    return true;
+                  })
+      .status();
 }
 
 }  // namespace tollgate::ledger

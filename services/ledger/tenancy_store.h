@@ -14,11 +14,16 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "tollgate/v1/tenancy.pb.h"
+
+namespace pqxx {
+class connection_base;
+}  // namespace pqxx
 
 namespace tollgate::ledger {
 
@@ -55,8 +60,15 @@ class TenancyStore {
   // Newest first, at most `limit` entries; `team` != "" limits the answer.
   absl::StatusOr<v1::ListAuditResponse> ListAudit(const std::string& team, int limit);
 
-  // Keys neither revoked nor expired, sorted by id (so equal sets serialise equally).
+  // Keys neither revoked nor expired, sorted by id (so equal sets serialise equally), and every
+  // quota the gateways enforce (quota_store.h's AppendSnapshotQuotas), sorted by id.
   absl::StatusOr<v1::KeySetSnapshot> ActiveKeys();
+
+  // Runs `f` on this store's connection (connecting first if needed), mapping libpqxx exceptions
+  // to absl::Status like every call above; `op` prefixes error messages. QuotaStore shares the
+  // connection handling this way.
+  absl::Status WithConnection(std::string_view op,
+                              const std::function<absl::Status(pqxx::connection_base&)>& f);
 
  private:
   struct Impl;
