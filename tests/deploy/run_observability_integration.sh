@@ -36,6 +36,20 @@ PROM_PORT=$(free_port)
 SUITE_MOCK_FLAGS=(--ttft_ms=5 --inter_token_ms=1)
 # The opt-in customer and API-key cost families are switched on so the contract covers them.
 SUITE_GATEWAY_FLAGS=(--retry_backoff_ms=0 --metrics_customer_label --metrics_api_key_label)
+# Tenancy on (virtual keys, budgets, rate limits), so their metrics are part of the contract.
+ADMIN_TOKEN="obs-admin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+GATEWAY_TOKEN="obs-gateway-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+sha() { printf %s "$1" | sha256sum | cut -c1-64; }
+cat >"$SUITE_STATE/tokens.yaml" <<YAML
+tokens:
+  - {name: obs-admin, role: admin, sha256: $(sha "$ADMIN_TOKEN")}
+  - {name: obs-gateways, role: gateway, sha256: $(sha "$GATEWAY_TOKEN")}
+YAML
+printf '%s\n' "$GATEWAY_TOKEN" >"$SUITE_STATE/gateway.token"
+SUITE_LEDGER_FLAGS=(--admin_tokens_file="$SUITE_STATE/tokens.yaml" --key_poll_ms=200
+                    --key_heartbeat_ms=500 --quota_state_interval_ms=300)
+SUITE_GATEWAY_FLAGS+=(--ledger_admin="127.0.0.1:$SUITE_LEDGER_ADMIN_PORT"
+                      --control_plane_token_file="$SUITE_STATE/gateway.token")
 SUITE_CATALOG="$SUITE_STATE/catalog.yaml"
 prom_pid=""
 cleanup() {
@@ -78,6 +92,18 @@ guardrails:
   defaults: {pii: {email: redact}}
 YAML
 suite_start_services "$SUITE_STATE/gateway.yaml"
+ctl() { "$(bin_path tollgatectl)" --ledger_admin="127.0.0.1:$SUITE_LEDGER_ADMIN_PORT" --token="$ADMIN_TOKEN" "$@"; }
+# A virtual key, a hard monthly budget with alerts, rate limits, and a tiny soft budget on one
+# feature that the traffic below crosses (so an alert fires).
+ctl teams create obs-team >/dev/null || die "tollgatectl teams create failed"
+VKEY=$(ctl keys create --team obs-team --name obs --format=json |
+       node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).secret))') ||
+  die "tollgatectl keys create failed"
+ctl budgets set --team obs-team --usd 1000 --period month --alerts 50,80,100 >/dev/null ||
+  die "tollgatectl budgets set failed"
+ctl budgets set --team obs-team --feature search --usd 0.000001 --period day --soft --alerts 50 \
+  >/dev/null || die "tollgatectl budgets set (soft) failed"
+ctl limits set --team obs-team --rpm 100000 --tpm 100000000 >/dev/null || die "tollgatectl limits set failed"
 gw="http://127.0.0.1:$SUITE_GW_PORT"
 urls=("$gw/metrics" "http://127.0.0.1:$SUITE_ROUTER_METRICS_PORT/metrics"
       "http://127.0.0.1:$SUITE_LEDGER_METRICS_PORT/metrics")
@@ -126,10 +152,13 @@ for wave in 1 2; do
   [ "$code" = 200 ] || fail "fallback request answered $code"
   chat search '{"model":"no-such-model","messages":[{"role":"user","content":"x"}]}' >/dev/null
   curl -fsS -o /dev/null "$gw/v1/models" -H "Authorization: Bearer $KEY" || fail "GET /v1/models failed"
+  code=$(curl -sS -o /dev/null -w '%{http_code}' "$gw/v1/chat/completions" -H "Authorization: Bearer $VKEY" \
+    -H "content-type: application/json" -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"virtual"}]}')
+  [ "$code" = 200 ] || fail "chat request with a virtual key answered $code"
   [ "$wave" = 1 ] && sleep 3
 done
-"$(bin_path tollgatectl)" --ledger_admin="127.0.0.1:$SUITE_LEDGER_ADMIN_PORT" spend --since 1h >/dev/null \
-  || fail "tollgatectl spend failed"
+ctl spend --since 1h >/dev/null || fail "tollgatectl spend failed"
+ctl budgets list >/dev/null || fail "tollgatectl budgets list failed"
 sleep 4  # let the ledger commit and Prometheus scrape a few times
 
 # ---- metrics contract ----

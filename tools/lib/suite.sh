@@ -5,10 +5,11 @@
 #   SUITE_PG_PORT, SUITE_GW_PORT, SUITE_MOCK_PORT, SUITE_ROUTER_PORT, SUITE_ROUTER_ADMIN_PORT,
 #   SUITE_LEDGER_PORT, SUITE_LEDGER_ADMIN_PORT, SUITE_ROUTER_METRICS_PORT, SUITE_LEDGER_METRICS_PORT
 #   SUITE_CATALOG    catalog file for the router
-#   SUITE_MOCK_FLAGS / SUITE_GATEWAY_FLAGS  extra flags (arrays)
+#   SUITE_MOCK_FLAGS / SUITE_GATEWAY_FLAGS / SUITE_LEDGER_FLAGS  extra flags (arrays)
 #   SUITE_PIDS       pids of the started services (array, start order)
 
 SUITE_PIDS=()
+[ -n "${SUITE_LEDGER_FLAGS+set}" ] || SUITE_LEDGER_FLAGS=()
 : "${SUITE_PG_PORT:=55432}" "${SUITE_GW_PORT:=8080}" "${SUITE_MOCK_PORT:=9090}"
 : "${SUITE_ROUTER_PORT:=7001}" "${SUITE_ROUTER_ADMIN_PORT:=7002}"
 : "${SUITE_LEDGER_PORT:=7003}" "${SUITE_LEDGER_ADMIN_PORT:=7004}"
@@ -68,7 +69,7 @@ suite_start_services() {
   local gateway_config=$1
   _suite_spawn ledger "$SUITE_LEDGER_PORT" "$(bin_path tollgate-ledger)" --database_url="$SUITE_DB_URL" \
     --listen=127.0.0.1:$SUITE_LEDGER_PORT --admin_listen=127.0.0.1:$SUITE_LEDGER_ADMIN_PORT \
-    --metrics_listen=127.0.0.1:$SUITE_LEDGER_METRICS_PORT
+    --metrics_listen=127.0.0.1:$SUITE_LEDGER_METRICS_PORT "${SUITE_LEDGER_FLAGS[@]}"
   _suite_spawn router "$SUITE_ROUTER_PORT" "$(bin_path tollgate-router)" --catalog="$SUITE_CATALOG" \
     --listen=127.0.0.1:$SUITE_ROUTER_PORT --admin_listen=127.0.0.1:$SUITE_ROUTER_ADMIN_PORT \
     --metrics_listen=127.0.0.1:$SUITE_ROUTER_METRICS_PORT
