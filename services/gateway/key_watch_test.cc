@@ -1,6 +1,7 @@
 // KeyWatcher against an in-process TenancyAdmin.WatchKeys: bearer token, snapshot swaps
 // (revocation), refusal, and reconnection after the server went away.
 
+#include "services/common/metrics.h"
 #include "services/gateway/key_watch.h"
 
 #include <chrono>
@@ -109,16 +110,27 @@ TEST(KeyWatcher, AppliesSnapshotsAndRevocations) {
   service.Publish(WithKey());
   Server server(&service);
   KeyStore keys(KeySnapshot::Build({}));
+  KeyWatcher::Options options = Fast();
+  options.registry = std::make_shared<prometheus::Registry>();
   KeyWatcher watcher(grpc::CreateChannel(absl::StrCat("127.0.0.1:", server.port),
                                          grpc::InsecureChannelCredentials()),
-                     &keys, "gw-token", Fast());
+                     &keys, "gw-token", options);
   watcher.Start();
   ASSERT_TRUE(watcher.WaitForFirstSnapshot(absl::Seconds(10)));
   const std::string auth = std::string("Bearer ") + kSecret;
   EXPECT_EQ(Authenticate(keys, auth)->team, "alpha");
+  const std::string exposition = SerializeMetrics(*options.registry);
+  EXPECT_NE(exposition.find("tollgate_gateway_virtual_keys 1"), std::string::npos) << exposition;
+  EXPECT_NE(exposition.find("tollgate_gateway_key_watch_events_total{kind=\"snapshot\"} 1"),
+            std::string::npos)
+      << exposition;
 
   service.Publish(v1::KeySetSnapshot());  // the key was revoked
   EXPECT_TRUE(Eventually([&] { return !Authenticate(keys, auth).ok(); }));
+  EXPECT_TRUE(Eventually([&] {
+    return SerializeMetrics(*options.registry).find("tollgate_gateway_virtual_keys 0") !=
+           std::string::npos;
+  }));
   watcher.Stop();
 }
 
