@@ -93,6 +93,10 @@ ABSL_FLAG(bool, migrate_only, false,
           "ledgers), and exit 0 without serving: for deployment hooks such as the Helm chart's "
           "migration Job.");
 ABSL_FLAG(int, max_batch_bytes, 16 << 20, "Largest ingest batch message accepted, in bytes.");
+ABSL_FLAG(int, admin_tokens_reload_ms, 2000,
+          "How often the ledger rereads --admin_tokens_file; a changed file that parses replaces "
+          "the tokens without a restart (a bad one is logged and ignored). 0: read once at "
+          "start.");
 ABSL_FLAG(std::string, admin_tokens_file, "",
           "YAML file of control-plane bearer tokens (SHA-256 hashes) and their roles: admin, "
           "team-admin, viewer, gateway (docs/tenancy.md). Required by the TenancyAdmin service "
@@ -269,11 +273,17 @@ int Run() {
 
   // Teams and virtual keys (docs/tenancy.md), on the admin listener.
   std::unique_ptr<AdminTokens> admin_tokens;
+  std::unique_ptr<AdminTokensReloader> tokens_reloader;
   if (const std::string path = absl::GetFlag(FLAGS_admin_tokens_file); !path.empty()) {
     absl::StatusOr<AdminTokens> loaded = LoadAdminTokens(path);
     if (!loaded.ok()) return Fail(std::string(loaded.status().message()));
     admin_tokens = std::make_unique<AdminTokens>(std::move(*loaded));
     LogInfo("admin tokens loaded", {{"tokens", absl::StrCat(admin_tokens->size())}});
+    if (const int reload_ms = absl::GetFlag(FLAGS_admin_tokens_reload_ms); reload_ms > 0) {
+      tokens_reloader = std::make_unique<AdminTokensReloader>(path, admin_tokens.get(),
+                                                              absl::Milliseconds(reload_ms));
+      tokens_reloader->Start();
+    }
   } else {
     LogWarn(
         "no --admin_tokens_file: LedgerAdmin calls are not authenticated; TenancyAdmin and "

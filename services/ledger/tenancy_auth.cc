@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "services/common/logging.h"
 #include "yaml-cpp/yaml.h"
 
 namespace tollgate::ledger {
@@ -144,7 +145,7 @@ absl::StatusOr<AdminTokens> AdminTokens::Parse(std::string_view yaml, std::strin
                                           ? absl::StrCat(src, ":", mark.line + 1, ": ", message)
                                           : absl::StrCat(src, ": ", message));
   };
-  AdminTokens tokens;
+  Map by_hash;
   try {
     const YAML::Node root = YAML::Load(std::string(yaml));
     if (!root.IsMap()) return absl::InvalidArgumentError(absl::StrCat(src, ": expected a mapping"));
@@ -209,14 +210,32 @@ absl::StatusOr<AdminTokens> AdminTokens::Parse(std::string_view yaml, std::strin
       if (auto [it, inserted] = names.emplace(p.name, i); !inserted) {
         return error(entry, absl::StrCat(what, ": duplicate name '", p.name, "'"));
       }
-      if (!tokens.by_hash_.emplace(*hash, std::move(p)).second) {
+      if (!by_hash.emplace(*hash, std::move(p)).second) {
         return error(entry, absl::StrCat(what, ": duplicate sha256"));
       }
     }
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(src, ": invalid YAML: ", e.msg));
   }
+  AdminTokens tokens;
+  {
+    absl::MutexLock lock(&tokens.shared_->mu);
+    tokens.shared_->map = std::make_shared<const Map>(std::move(by_hash));
+  }
   return tokens;
+}
+
+std::shared_ptr<const AdminTokens::Map> AdminTokens::Get() const {
+  absl::MutexLock lock(&shared_->mu);
+  return shared_->map;
+}
+
+size_t AdminTokens::size() const { return Get()->size(); }
+
+void AdminTokens::Replace(const AdminTokens& next) {
+  std::shared_ptr<const Map> map = next.Get();
+  absl::MutexLock lock(&shared_->mu);
+  shared_->map = std::move(map);
 }
 
 absl::StatusOr<Principal> AdminTokens::Authenticate(std::string_view authorization) const {
@@ -234,12 +253,15 @@ absl::StatusOr<Principal> AdminTokens::Authenticate(std::string_view authorizati
   std::string_view token = authorization.substr(kScheme.size());
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
   while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
-  auto it = by_hash_.find(Sha256(token));
-  if (it == by_hash_.end()) return absl::UnauthenticatedError("unknown admin token");
+  const std::shared_ptr<const Map> by_hash = Get();
+  auto it = by_hash->find(Sha256(token));
+  if (it == by_hash->end()) return absl::UnauthenticatedError("unknown admin token");
   return it->second;
 }
 
-absl::StatusOr<AdminTokens> LoadAdminTokens(const std::string& path) {
+namespace {
+
+absl::StatusOr<std::string> ReadText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(
@@ -247,7 +269,58 @@ absl::StatusOr<AdminTokens> LoadAdminTokens(const std::string& path) {
   }
   std::ostringstream text;
   text << in.rdbuf();
-  return AdminTokens::Parse(text.str(), path);
+  return text.str();
+}
+
+}  // namespace
+
+absl::StatusOr<AdminTokens> LoadAdminTokens(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadText(path);
+  if (!text.ok()) return text.status();
+  return AdminTokens::Parse(*text, path);
+}
+
+AdminTokensReloader::AdminTokensReloader(std::string path, AdminTokens* tokens,
+                                         absl::Duration interval)
+    : path_(std::move(path)), tokens_(tokens), interval_(interval) {
+  if (absl::StatusOr<std::string> text = ReadText(path_); text.ok()) last_text_ = *text;
+}
+
+AdminTokensReloader::~AdminTokensReloader() { Stop(); }
+
+void AdminTokensReloader::Start() {
+  thread_ = std::thread([this] {
+    absl::MutexLock lock(&mu_);
+    while (!mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval_)) {
+      mu_.Unlock();
+      CheckNow();
+      mu_.Lock();
+    }
+  });
+}
+
+void AdminTokensReloader::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+bool AdminTokensReloader::CheckNow() {
+  absl::StatusOr<std::string> text = ReadText(path_);
+  if (!text.ok() || *text == last_text_) return false;
+  absl::StatusOr<AdminTokens> parsed = AdminTokens::Parse(*text, path_);
+  if (!parsed.ok()) {
+    LogError("admin tokens file changed but does not parse; keeping the previous tokens",
+             {{"path", path_}, {"error", std::string(parsed.status().message())}});
+    last_text_ = *std::move(text);  // reported once; a fixed file is picked up when it changes
+    return false;
+  }
+  tokens_->Replace(*parsed);
+  last_text_ = *std::move(text);
+  LogInfo("admin tokens reloaded", {{"path", path_}, {"tokens", absl::StrCat(parsed->size())}});
+  return true;
 }
 
 std::string Sha256(std::string_view data) {

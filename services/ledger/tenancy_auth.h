@@ -22,11 +22,16 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <thread>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
@@ -82,14 +87,52 @@ class AdminTokens {
   // kUnauthenticated (missing, not a bearer token, unknown token); never echoes the token.
   absl::StatusOr<Principal> Authenticate(std::string_view authorization) const;
 
-  size_t size() const { return by_hash_.size(); }
+  size_t size() const;
+
+  // Copies share one set: a Replace on any of them is seen by all.
+  // Swaps in the tokens of `next` (a reloaded file), thread-safe: calls being authorised finish
+  // with the set they started with; later calls see the new one. `next` itself is unchanged.
+  void Replace(const AdminTokens& next);
 
  private:
-  absl::flat_hash_map<std::string, Principal> by_hash_;  // raw 32-byte SHA-256 -> principal
+  using Map = absl::flat_hash_map<std::string, Principal>;  // raw 32-byte SHA-256 -> principal
+  struct Shared {
+    mutable absl::Mutex mu;
+    std::shared_ptr<const Map> map ABSL_GUARDED_BY(mu) = std::make_shared<const Map>();
+  };
+  std::shared_ptr<const Map> Get() const;
+
+  std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
 };
 
 // Reads and parses a tokens file. Errors: kNotFound when unreadable, else as Parse.
 absl::StatusOr<AdminTokens> LoadAdminTokens(const std::string& path);
+
+// Keeps `tokens` in step with its file without a restart (rotating a token, adding a team-admin):
+// rereads `path` every `interval` on its own thread and, when the text changed, parses it and
+// Replace()s the set. A file that does not parse (or is missing, e.g. mid-update of a mounted
+// Secret) is logged and ignored: the last good set stays in force. `tokens` must outlive it.
+class AdminTokensReloader {
+ public:
+  AdminTokensReloader(std::string path, AdminTokens* tokens, absl::Duration interval);
+  ~AdminTokensReloader();
+  AdminTokensReloader(const AdminTokensReloader&) = delete;
+  AdminTokensReloader& operator=(const AdminTokensReloader&) = delete;
+
+  void Start();
+  void Stop();  // idempotent
+  // One check now (tests): true when a new set was swapped in.
+  bool CheckNow();
+
+ private:
+  const std::string path_;
+  AdminTokens* const tokens_;
+  const absl::Duration interval_;
+  std::string last_text_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
 
 // ---- Virtual keys. ----
 

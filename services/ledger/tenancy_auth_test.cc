@@ -1,5 +1,12 @@
 #include "services/ledger/tenancy_auth.h"
 
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -67,6 +74,52 @@ TEST(TenancyAuth, AuthenticatesBearerTokensByHash) {
     absl::StatusOr<Principal> p = tokens.Authenticate(bad);
     EXPECT_EQ(p.status().code(), absl::StatusCode::kUnauthenticated) << bad;
   }
+}
+
+TEST(TenancyAuth, TokensFileIsReloadedWhenItChangesAndABadFileIsIgnored) {
+  const std::string path =
+      absl::StrCat(::testing::TempDir(), "/tokens-", ::getpid(), "-reload.yaml");
+  auto write = [&](const std::string& text) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << text;
+  };
+  auto file = [](const std::string& name, const std::string& token) {
+    return absl::StrCat("tokens:\n  - {name: ", name, ", role: admin, sha256: ", HashHex(token),
+                        "}\n");
+  };
+  write(file("ops", "old-token"));
+  absl::StatusOr<AdminTokens> loaded = LoadAdminTokens(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  AdminTokens tokens = *std::move(loaded);
+  AdminTokensReloader reloader(path, &tokens, absl::Hours(1));  // driven by CheckNow here
+  EXPECT_FALSE(reloader.CheckNow());  // unchanged
+  EXPECT_TRUE(tokens.Authenticate("Bearer old-token").ok());
+
+  write(file("ops-rotated", "new-token"));  // rotation: the old token stops, the new one works
+  EXPECT_TRUE(reloader.CheckNow());
+  EXPECT_EQ(tokens.Authenticate("Bearer new-token")->name, "ops-rotated");
+  EXPECT_EQ(tokens.Authenticate("Bearer old-token").status().code(),
+            absl::StatusCode::kUnauthenticated);
+
+  write("tokens: [ {name: broken");  // a half-written or broken file changes nothing
+  EXPECT_FALSE(reloader.CheckNow());
+  EXPECT_TRUE(tokens.Authenticate("Bearer new-token").ok());
+  std::remove(path.c_str());  // a missing file (Secret being swapped) changes nothing either
+  EXPECT_FALSE(reloader.CheckNow());
+  EXPECT_TRUE(tokens.Authenticate("Bearer new-token").ok());
+
+  // The thread picks up a change by itself.
+  AdminTokensReloader background(path, &tokens, absl::Milliseconds(10));
+  background.Start();
+  write(file("ops-3", "third-token"));
+  bool seen = false;
+  for (int i = 0; i < 500 && !seen; ++i) {
+    seen = tokens.Authenticate("Bearer third-token").ok();
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  background.Stop();
+  EXPECT_TRUE(seen);
+  std::remove(path.c_str());
 }
 
 TEST(TenancyAuth, TokensFileValidation) {
