@@ -537,6 +537,15 @@ asio::awaitable<void> ChatHandler::Serve(std::unique_ptr<ChatContext> owned) {
   ChatContext& ctx = *owned;
   GatewayWorker* worker = static_cast<GatewayWorker*>(ctx.session->worker_state());
   ctx.route_request = BuildRouteRequest(ctx);
+  if (quotas_ != nullptr) {
+    // For routing rules on budget use (e.g. cheaper models past 80%): before admission, from the
+    // leases this gateway holds.
+    const v1::Attribution& a = ctx.event.attribution();
+    const QuotaSubject who{ctx.key.team, ctx.key.id, a.feature(), a.customer()};
+    if (quotas_->Applies(who)) {
+      ctx.route_request.set_budget_used_percent(quotas_->BudgetUsedPercent(who));
+    }
+  }
 
   // Decision cache: keyed by the class this gateway computes with the router's classifier and
   // the snapshot's thresholds, so it needs a snapshot; a class hint the classifier does not know

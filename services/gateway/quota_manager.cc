@@ -274,6 +274,27 @@ bool QuotaManager::Applies(const QuotaSubject& who) const {
   return !index_.load()->Empty(who);
 }
 
+int QuotaManager::BudgetUsedPercent(const QuotaSubject& who) const {
+  std::shared_ptr<const Index> index = index_.load();
+  int percent = 0;
+  std::lock_guard lock(mu_);
+  const int64_t now_s = NowMs() / 1000;
+  index->ForEach(who, [&](const v1::Quota& quota) {
+    if (quota.period() == v1::QUOTA_PERIOD_MINUTE || quota.unit() == v1::QUOTA_UNIT_REQUESTS) {
+      return;
+    }
+    auto it = leases_.find({quota.id(), WindowAt(quota.period(), now_s).start_unix_s});
+    if (it == leases_.end() || it->second->ledger_remaining < 0) return;
+    const Lease& lease = *it->second;
+    const __int128 limit = lease.quota.limit_units();
+    if (limit <= 0) return;
+    const __int128 left = lease.ledger_remaining + std::max<int64_t>(0, lease.available());
+    const __int128 used = std::max<__int128>(0, limit - left);
+    percent = std::max(percent, static_cast<int>(std::min<__int128>(used * 100 / limit, 1000)));
+  });
+  return percent;
+}
+
 size_t QuotaManager::leases() const {
   std::lock_guard lock(mu_);
   return leases_.size();

@@ -149,6 +149,13 @@ class QuotaManager {
   // Replaces the reservation with the real amounts (idempotent per reservation).
   void Settle(QuotaReservation& reservation, const QuotaDemand& actual);
 
+  // The highest used share, in percent, of the hard USD and token budgets (day, week, month)
+  // that apply to `who`, as this gateway knows it from its leases: limit minus what the ledger
+  // had left at its last grant minus this gateway's unused lease, over the limit. Other
+  // replicas' unused leases count as used, so it errs high. 0 when none applies or no lease was
+  // granted yet. Sent to the router (RouteRequest.budget_used_percent) for budget rules.
+  int BudgetUsedPercent(const QuotaSubject& who) const;
+
   // Leases held (for tests and metrics).
   size_t leases() const;
 

@@ -230,6 +230,23 @@ TEST(QuotaManager, SettlementReportsRealUsageAndReleasesAtStop) {
   EXPECT_EQ(last.updates(0).used(), 1234);
 }
 
+TEST(QuotaManager, BudgetUsedPercentComesFromTheLeases) {
+  ScriptedLedger ledger(100);
+  QuotaManager quotas(ledger.Fn(), TestOptions("gw-a"), nullptr);
+  quotas.SetQuotas(Quotas({TeamQuota(v1::QUOTA_UNIT_USD, v1::QUOTA_PERIOD_DAY, 100, 10)}));
+  quotas.Start();
+  asio::io_context io;
+  EXPECT_EQ(quotas.BudgetUsedPercent(kAlpha), 0);  // no lease yet: unknown
+  QuotaDecision d = Admit(quotas, io, kAlpha, {.requests = 1, .cost_pico = 30});
+  ASSERT_EQ(d.kind, QuotaDecision::Kind::kAdmitted);
+  // Granted 40 (need 30 + chunk 10), the ledger has 60 left; settled 25 leaves 15 unused here:
+  // used = 100 - 60 - 15 = 25%.
+  quotas.Settle(*d.reservation, {.requests = 1, .cost_pico = 25});
+  EXPECT_EQ(quotas.BudgetUsedPercent(kAlpha), 25);
+  EXPECT_EQ(quotas.BudgetUsedPercent(kBeta), 0);
+  quotas.Stop();
+}
+
 TEST(QuotaManager, OneRequestLargerThanTheWholeBudgetIsRefusedWithoutACall) {
   ScriptedLedger ledger(100);
   QuotaManager quotas(ledger.Fn(), TestOptions("gw-a"), nullptr);

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/route_scope.h"
 #include "absl/strings/str_join.h"
 
 namespace tollgate::gateway {
@@ -18,24 +19,9 @@ std::vector<std::string> EffectiveCapabilities(const v1::RouteRequest& request) 
   return capabilities;
 }
 
-bool KnownScopeKey(std::string_view key) {
-  return key == "feature" || key == "customer" || key == "environment" || key == "api_key_id" ||
-         key.substr(0, 4) == "tag:";
-}
 
 }  // namespace
 
-std::string ScopeAttributionValue(const v1::Attribution& attribution, std::string_view key) {
-  if (key == "feature") return attribution.feature();
-  if (key == "customer") return attribution.customer();
-  if (key == "environment") return attribution.environment();
-  if (key == "api_key_id") return attribution.api_key_id();
-  if (key.substr(0, 4) == "tag:") {
-    auto it = attribution.tags().find(std::string(key.substr(4)));
-    return it == attribution.tags().end() ? "" : it->second;
-  }
-  return "";
-}
 
 void DrawWeightedFirst(const v1::RouteResponse& answer, RouteDecision::Order& order,
                        std::mt19937_64& rng) {
@@ -121,7 +107,7 @@ std::optional<RouteDecision> RouteCache::Lookup(const v1::RouteRequest& request,
   for (const Entry& entry : list) {
     const bool match =
         std::all_of(entry.attribution.begin(), entry.attribution.end(), [&](const auto& kv) {
-          return ScopeAttributionValue(request.attribution(), kv.first) == kv.second;
+          return RouteScopeValue(request, kv.first) == kv.second;
         });
     if (!match) continue;
     const v1::RouteResponse& answer = *entry.answer;
@@ -161,7 +147,7 @@ bool RouteCache::Insert(const v1::RouteRequest& request,
   }
   Entry entry;
   for (const auto& [key, value] : scope.attribution()) {
-    if (!KnownScopeKey(key)) return false;
+    if (!KnownRouteScopeField(key)) return false;
     entry.attribution.emplace_back(key, value);
   }
   std::sort(entry.attribution.begin(), entry.attribution.end());

@@ -110,9 +110,6 @@ class RouteCache {
   absl::flat_hash_map<std::string, std::vector<Entry>> entries_;
 };
 
-// The value of scope attribution key `key` ("feature", "customer", "environment", "api_key_id",
-// "tag:<name>") in `attribution`; "" when absent.
-std::string ScopeAttributionValue(const v1::Attribution& attribution, std::string_view key);
 
 // Moves to the front of `order` (indexes into answer.candidates) a candidate with weight > 0,
 // drawn in proportion to weight; keeps the others in order. No-op when no candidate in `order`

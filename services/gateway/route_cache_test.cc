@@ -127,6 +127,24 @@ TEST_F(RouteCacheTest, AttributionFieldsInScopeMustMatch) {
   EXPECT_TRUE(cache_.Lookup(other_customer, "simple", rng_).has_value());
 }
 
+TEST_F(RouteCacheTest, BudgetThresholdsInScopeSplitRequestsByBudgetUse) {
+  v1::RouteRequest request = Request();
+  request.set_budget_used_percent(85);
+  v1::RouteResponse answer = Answer(request);
+  (*answer.mutable_cache_scope()->mutable_attribution())["budget:80"] = "1";
+  ASSERT_TRUE(cache_.Insert(request, answer, cache_.generation()));
+  v1::RouteRequest still_above = request;
+  still_above.set_budget_used_percent(99);
+  EXPECT_TRUE(cache_.Lookup(still_above, "simple", rng_).has_value());
+  v1::RouteRequest below = request;
+  below.set_budget_used_percent(79);
+  EXPECT_FALSE(cache_.Lookup(below, "simple", rng_).has_value());
+  // A scope field this gateway does not know makes the answer uncacheable.
+  v1::RouteResponse unknown = Answer(request);
+  (*unknown.mutable_cache_scope()->mutable_attribution())["budget:x"] = "1";
+  EXPECT_FALSE(cache_.Insert(request, unknown, cache_.generation()));
+}
+
 TEST_F(RouteCacheTest, GenerationChangeInvalidates) {
   const v1::RouteRequest request = Request();
   ASSERT_TRUE(cache_.Insert(request, Answer(request), cache_.generation()));

@@ -1,3 +1,4 @@
+#include "services/common/route_scope.h"
 #include "services/router/catalog.h"
 
 #include <algorithm>
@@ -82,7 +83,8 @@ bool OneOf(const std::vector<std::string>& values, const std::string& value) {
 
 }  // namespace
 
-bool AttributionMatch::Matches(const v1::Attribution& a) const {
+bool AttributionMatch::Matches(const v1::Attribution& a, int budget_used) const {
+  if (budget_used_percent > 0 && budget_used < budget_used_percent) return false;
   if (!OneOf(team, a.team()) || !OneOf(feature, a.feature()) || !OneOf(customer, a.customer()) ||
       !OneOf(environment, a.environment()) || !OneOf(api_key_id, a.api_key_id())) {
     return false;
@@ -1114,7 +1116,9 @@ class CatalogParser {
   absl::StatusOr<AttributionMatch> ParseWhen(const YAML::Node& node,
                                              const std::string& what) const {
     TOLLGATE_RETURN_IF_ERROR(
-        CheckMap(node, what, {"team", "feature", "customer", "environment", "api_key_id", "tags"}));
+        CheckMap(node, what,
+                 {"team", "feature", "customer", "environment", "api_key_id", "tags",
+                  "budget_used_percent"}));
     if (node.size() == 0) {
       return Error(node, absl::StrCat(what, " must name at least one condition"));
     }
@@ -1129,6 +1133,16 @@ class CatalogParser {
       const YAML::Node value = node[key];
       if (!value.IsDefined() || value.IsNull()) continue;
       TOLLGATE_ASSIGN_OR_RETURN(*out, ScalarOrList(value, absl::StrCat(what, " ", key)));
+    }
+    if (const YAML::Node budget = node["budget_used_percent"];
+        budget.IsDefined() && !budget.IsNull()) {
+      int percent = 0;
+      if (!budget.IsScalar() || !absl::SimpleAtoi(budget.Scalar(), &percent) || percent < 1 ||
+          percent > 1000) {
+        return Error(budget, absl::StrCat(what, " budget_used_percent must be a whole number "
+                                                "from 1 to 1000"));
+      }
+      match.budget_used_percent = percent;
     }
     const YAML::Node tags = node["tags"];
     if (tags.IsDefined() && !tags.IsNull()) {
@@ -1547,6 +1561,7 @@ class CatalogParser {
         if (!w.environment.empty()) add("environment");
         if (!w.api_key_id.empty()) add("api_key_id");
         for (const auto& [tag, values] : w.tags) add(absl::StrCat("tag:", tag));
+        if (w.budget_used_percent > 0) add(BudgetScopeField(w.budget_used_percent));
       }
     }
     std::sort(fields.begin(), fields.end());

@@ -117,8 +117,10 @@ struct AttributionMatch {
   std::vector<std::string> environment;
   std::vector<std::string> api_key_id;
   std::vector<std::pair<std::string, std::vector<std::string>>> tags;
+  // `budget_used_percent: N`: the request's hard budgets are at least N% used (0: no condition).
+  int budget_used_percent = 0;
 
-  bool Matches(const v1::Attribution& attribution) const;
+  bool Matches(const v1::Attribution& attribution, int budget_used_percent = 0) const;
 };
 
 // A conditional rule: when `when` matches, restrict the deployments and/or pick a policy.
@@ -147,7 +149,8 @@ struct CatalogModel {
   std::shared_ptr<const PolicySpec> policy;  // never null
   std::vector<RoutingRule> rules;            // evaluated after the catalog's global rules
   // Attribution fields other than team that any applicable rule looks at, sorted: "feature",
-  // "customer", "environment", "api_key_id", "tag:<name>". They belong to the cache scope.
+  // "customer", "environment", "api_key_id", "tag:<name>", "budget:<N>"
+  // (services/common/route_scope.h). They belong to the cache scope.
   std::vector<std::string> scope_fields;
 };
 

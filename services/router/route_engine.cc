@@ -1,3 +1,4 @@
+#include "services/common/route_scope.h"
 #include "services/router/route_engine.h"
 
 #include <algorithm>
@@ -375,13 +376,13 @@ absl::Status DecideRoute(const Catalog& catalog, const v1::RouteRequest& request
   decision->request_class = request_class;
   const RoutingRule* rules[2] = {nullptr, nullptr};
   for (const RoutingRule& rule : catalog.rules()) {
-    if (rule.when.Matches(attribution)) {
+    if (rule.when.Matches(attribution, request.budget_used_percent())) {
       rules[0] = &rule;
       break;
     }
   }
   for (const RoutingRule& rule : model->rules) {
-    if (rule.when.Matches(attribution)) {
+    if (rule.when.Matches(attribution, request.budget_used_percent())) {
       rules[1] = &rule;
       break;
     }
@@ -651,21 +652,9 @@ void FillRouteResponse(const Catalog& catalog, const v1::RouteRequest& request,
     std::sort(capabilities.begin(), capabilities.end());
     capabilities.erase(std::unique(capabilities.begin(), capabilities.end()), capabilities.end());
     for (std::string& c : capabilities) scope->add_required_capabilities(std::move(c));
-    const v1::Attribution& a = request.attribution();
     auto& fields = *scope->mutable_attribution();
     for (const std::string& field : model.scope_fields) {
-      if (field == "feature") {
-        fields[field] = a.feature();
-      } else if (field == "customer") {
-        fields[field] = a.customer();
-      } else if (field == "environment") {
-        fields[field] = a.environment();
-      } else if (field == "api_key_id") {
-        fields[field] = a.api_key_id();
-      } else if (field.rfind("tag:", 0) == 0) {
-        auto it = a.tags().find(field.substr(4));
-        fields[field] = it == a.tags().end() ? "" : it->second;
-      }
+      fields[field] = RouteScopeValue(request, field);
     }
   }
 }

@@ -60,6 +60,12 @@ deployments:
 models:
   - name: prio
     deployments: [cheap, mid, strong]
+  - name: frugal
+    deployments: [strong, mid, cheap]
+    rules:
+      - name: budget-saver
+        when: {budget_used_percent: 80}
+        deployments: [cheap]
   - name: weighted
     deployments: [cheap, mid, strong]
     policy: {type: weighted, weights: {cheap: 3, mid: 1, strong: 0}}
@@ -454,6 +460,27 @@ TEST_F(RouteEngineTest, AutoRoutesEachClassByItsRule) {
 
   request.set_class_hint("hard");
   EXPECT_EQ(Decide(request, &decision).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(RouteEngineTest, BudgetRuleMovesATeamToCheaperDeploymentsPastItsThreshold) {
+  v1::RouteRequest request = Request("frugal");
+  request.mutable_attribution()->set_team("alpha");
+  request.set_budget_used_percent(79);
+  RouteDecision decision = MustDecide(request);
+  EXPECT_THAT(Ids(decision), ElementsAre("strong", "mid", "cheap"));
+  EXPECT_TRUE(decision.rules.empty());
+  v1::RouteResponse below;
+  FillRouteResponse(*catalog_, request, decision, &below);
+  EXPECT_EQ(below.cache_scope().attribution().at("budget:80"), "0");
+
+  request.set_budget_used_percent(80);
+  decision = MustDecide(request);
+  EXPECT_THAT(Ids(decision), ElementsAre("cheap"));
+  EXPECT_THAT(decision.rules, ElementsAre("budget-saver"));
+  v1::RouteResponse above;
+  FillRouteResponse(*catalog_, request, decision, &above);
+  // A cached answer is reused only on the same side of the threshold.
+  EXPECT_EQ(above.cache_scope().attribution().at("budget:80"), "1");
 }
 
 TEST_F(RouteEngineTest, ConditionalRulesRestrictAndPickPolicies) {

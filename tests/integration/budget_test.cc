@@ -3,6 +3,7 @@
 // limits are set with tollgatectl, hammered concurrently through every gateway, and the spend the
 // ledger recorded is compared with the limit to the pico-dollar.
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
@@ -16,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "tests/testing/http_client.h"
@@ -53,6 +55,14 @@ class BudgetTest : public ::testing::Test {
                     .ok());
     WriteFile(dir_->path() + "/gateway.token", std::string(kGatewayToken) + "\n");
     SuiteOptions options;
+    // A model whose rule moves a team past half its budget to the cheaper deployment.
+    options.catalog_template = Suite::DefaultCatalogTemplate() + R"yaml(  - name: frugal
+    deployments: [mock-gpt-4o, mock-gpt-4o-mini]
+    rules:
+      - name: budget-saver
+        when: {budget_used_percent: 50}
+        deployments: [mock-gpt-4o-mini]
+)yaml";
     options.ledger_flags = {"--admin_tokens_file=" + dir_->path() + "/tokens.yaml",
                             "--key_poll_ms=200", "--key_heartbeat_ms=500",
                             "--quota_state_interval_ms=200"};
@@ -70,7 +80,7 @@ class BudgetTest : public ::testing::Test {
       extra_.push_back(gw->release());
       ports_.push_back(port);
     }
-    for (const char* team : {"alpha", "beta", "gamma"}) {
+    for (const char* team : {"alpha", "beta", "gamma", "delta"}) {
       CommandResult r = Ctl(kAdmin, {"teams", "create", team});
       ASSERT_EQ(r.exit_code, 0) << r.output;
     }
@@ -301,6 +311,47 @@ TEST_F(BudgetTest, TeamTpmHoldsAcrossGateways) {
               served.load(), limited.load(), static_cast<long long>(used));
   EXPECT_LE(used, 3000);
   EXPECT_GE(used, 3000 / 2);
+}
+
+TEST_F(BudgetTest, RoutingMovesATeamToCheaperDeploymentsPastHalfItsBudget) {
+  auto [key_id, secret] = CreateKey({"--team", "delta", "--name", "frugal"});
+  ASSERT_FALSE(secret.empty());
+  CommandResult set = Ctl(kAdmin, {"budgets", "set", "--team", "delta", "--usd", "0.01",
+                                   "--period", "day"});
+  ASSERT_EQ(set.exit_code, 0) << set.output;
+  AwaitQuotas(6);
+  std::vector<std::string> served;
+  for (int i = 0; i < 300; ++i) {
+    auto r = HttpCall(ports_[0], "POST", "/v1/chat/completions",
+                      absl::StrReplaceAll(ChatBody(40), {{"gpt-4o", "frugal"}}),
+                      {{"authorization", "Bearer " + secret}}, 10000);
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (r->status == 429) break;
+    ASSERT_EQ(r->status, 200) << r->body;
+    served.push_back(r->header("x-tollgate-deployment"));
+  }
+  // Strong model first, then -- once the gateway's leases show half the budget used -- only the
+  // cheap one, until the budget is spent.
+  ASSERT_FALSE(served.empty());
+  EXPECT_EQ(served.front(), "mock-gpt-4o");
+  const auto first_cheap = std::find(served.begin(), served.end(), "mock-gpt-4o-mini");
+  ASSERT_NE(first_cheap, served.end()) << "never moved to the cheaper deployment";
+  EXPECT_EQ(std::count(first_cheap, served.end(), "mock-gpt-4o"), 0);
+  const int64_t strong = first_cheap - served.begin();
+  AwaitEvents("delta", static_cast<int>(served.size()));
+  absl::StatusOr<std::string> spent = suite_->Sql(
+      "SELECT (sum(cost_usd) * 1000000000000)::bigint FROM usage_events "
+      "WHERE team = 'delta' AND served_deployment = 'mock-gpt-4o'");
+  ASSERT_TRUE(spent.ok()) << spent.status();
+  int64_t strong_pico = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(*spent), &strong_pico)) << *spent;
+  std::printf("budget rule at 50%% of 0.01 USD: %lld requests on mock-gpt-4o (%.1f%% of the "
+              "budget), %zu on mock-gpt-4o-mini\n",
+              static_cast<long long>(strong), 100.0 * static_cast<double>(strong_pico) / 1e10,
+              served.size() - static_cast<size_t>(strong));
+  // The switch comes at half the budget, within one request's cost and the lease's rounding.
+  EXPECT_GE(strong_pico, 4'000'000'000);  // >= 40% of 0.01 USD
+  EXPECT_LE(strong_pico, 6'000'000'000);  // <= 60%
 }
 
 TEST_F(BudgetTest, BudgetsAreScopedToTheCallersTeam) {

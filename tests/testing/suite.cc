@@ -205,6 +205,8 @@ std::map<std::string, std::string> GatewayEnv(const std::map<std::string, std::s
 
 }  // namespace
 
+std::string Suite::DefaultCatalogTemplate() { return kCatalogTemplate; }
+
 absl::Status Suite::StartGateway() {
   // Each run logs to its own file, so a restart keeps the previous run's log.
   const std::string name =

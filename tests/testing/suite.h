@@ -104,6 +104,10 @@ class Suite {
   // Log tails of every process, for failure messages.
   std::string Logs() const;
 
+  // The default catalog template (SuiteOptions::catalog_template); it ends inside `models:`, so
+  // a test may append model entries.
+  static std::string DefaultCatalogTemplate();
+
   // Paths of the built binaries (compile-time definitions).
   static std::string Binary(const std::string& name);
 
