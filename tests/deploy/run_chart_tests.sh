@@ -13,13 +13,14 @@
 #
 # Steps:
 #   1. build tests/deploy/helmrender (Helm 3's engine: text/template + sprig + Helm's functions);
-#   2. render the chart for: default values, tests/deploy/values-full.yaml (every option on),
-#      tests/deploy/values-existing-secrets.yaml, tests/deploy/values-tenancy.yaml, a
+#   2. render the chart for: default values, tests/deploy/values-full.yaml (every option on,
+#      mutual TLS with per-component Secrets), tests/deploy/values-existing-secrets.yaml (TLS from
+#      one Secret with custom key names), tests/deploy/values-tenancy.yaml, a
 #      bundled-PostgreSQL variant with tenancy off, an upgrade;
 #   3. validate each rendering (validate_chart.mjs: Kubernetes schemas via kubernetes-models,
 #      Tollgate rules) and type-check all of them strictly with tsc (unknown fields);
 #      `kubectl kustomize` parses every rendering when kubectl is installed;
-#   4. values that must be rejected are rejected (schema, required database);
+#   4. values that must be rejected are rejected (schema, required database, TLS without a Secret);
 #   5. dashboards: static checks, `promtool check rules` on every PromQL expression, and every SQL
 #      query run against a PostgreSQL migrated with services/ledger/migrations and seeded with
 #      seed_spend.sql, compared with spend_expected.json;
@@ -178,6 +179,17 @@ expect_reject "gateway token Secret without its hash" "set tenancy.gatewayToken.
   --set tenancy.gatewayToken.existingSecret=gw-token
 expect_reject "tokens Secret with a generated gateway token" "give the gateway token yourself" \
   --set tenancy.adminTokens.existingSecret=admin-tokens
+# gRPC TLS.
+expect_reject "TLS without a Secret" "tls.existingSecret: String length must be greater than or equal to 1" \
+  --set tls.enabled=true
+expect_reject "TLS with Secrets for only some components" "tls.existingSecret: String length" \
+  --set tls.enabled=true --set tls.router.existingSecret=router-tls --set tls.ledger.existingSecret=ledger-tls
+expect_reject "TLS Secret key name with a slash" "tls.secretKeys.key" \
+  --set tls.enabled=true --set tls.existingSecret=grpc-tls --set tls.secretKeys.key=../tls.key
+expect_reject "TLS server name with a scheme" "tls.serverName" \
+  --set tls.enabled=true --set tls.existingSecret=grpc-tls --set tls.serverName=https://tollgate.internal
+expect_reject "requireClientCert not a boolean" "tls.requireClientCert" \
+  --set tls.enabled=true --set tls.existingSecret=grpc-tls --set tls.requireClientCert=sometimes
 
 # ---- 5. dashboards ---------------------------------------------------------------------------
 say "checking the dashboards"
@@ -235,8 +247,9 @@ else bad "check_dockerfile.sh"; sed 's/^/       /' <<<"$report"; fi
 # ---- 7. mutations: the validators must catch broken input ----------------------------------------
 say "mutation checks (each broken input must be caught)"
 mutate_objects() {  # description, expected FAIL text (grep -E), node expression on `objs`
+  # Mutates the "full" rendering (TLS on), or the one named by MUTATE_FROM.
   local what=$1 want=$2 expr=$3 dir="$out/mutant"
-  rm -rf "$dir"; cp -r "$out/full" "$dir"
+  rm -rf "$dir"; cp -r "$out/${MUTATE_FROM:-full}" "$dir"
   node -e "const fs=require('fs');const f='$dir/objects.json';const objs=JSON.parse(fs.readFileSync(f));
     const find=(k,n)=>objs.find(x=>(x.object.kind===k||(k==='Deployment'&&x.object.kind==='StatefulSet'))&&x.object.metadata.name.endsWith(n)).object;
     $expr; fs.writeFileSync(f, JSON.stringify(objs));" || { bad "mutation $what: script error"; return; }
@@ -253,7 +266,16 @@ mutate_objects "writable root filesystem" "readOnlyRootFilesystem is not true" "
 mutate_objects "missing memory limit" "resources.limits.memory missing" "delete find('Deployment','-ledger').spec.template.spec.containers[0].resources.limits.memory"
 mutate_objects "catalog via subPath" "no subPath" "find('Deployment','-router').spec.template.spec.containers[0].volumeMounts[0].subPath='catalog.yaml'"
 mutate_objects "undocumented flag" "--no_such_flag is not a documented" "find('Deployment','-gateway').spec.template.spec.containers[0].args.push('--no_such_flag=1')"
-mutate_objects "wrong gRPC probe port" "gRPC health on the --listen port" "find('Deployment','-ledger').spec.template.spec.containers[0].livenessProbe.grpc.port=9999"
+MUTATE_FROM=tenancy mutate_objects "wrong gRPC probe port" "gRPC health on the --listen port" "find('Deployment','-ledger').spec.template.spec.containers[0].livenessProbe.grpc.port=9999"
+mutate_objects "wrong TCP probe port (TLS)" "TCP on the --listen port" "find('Deployment','-ledger').spec.template.spec.containers[0].livenessProbe.tcpSocket.port=9999"
+mutate_objects "gRPC probe with TLS" "cannot pass the TLS handshake" "find('Deployment','-router').spec.template.spec.containers[0].readinessProbe={grpc:{port:7001},periodSeconds:5}"
+mutate_objects "TLS Secret mounted writable" "/etc/tollgate/tls is not mounted readOnly" "find('Deployment','-router').spec.template.spec.containers[0].volumeMounts.find(m=>m.name==='grpc-tls').readOnly=false"
+mutate_objects "world-readable TLS key" "at most 0440" "find('Deployment','-ledger').spec.template.spec.volumes.find(v=>v.name==='grpc-tls').secret.defaultMode=0o644"
+mutate_objects "router without mutual TLS" "tls_require_client_cert=undefined does not match" "const c=find('Deployment','-router').spec.template.spec.containers[0];c.args=c.args.filter(a=>!a.startsWith('--tls_require_client_cert'))"
+mutate_objects "gateway without the CA" "no --tls_ca_file" "const c=find('Deployment','-gateway').spec.template.spec.containers[0];c.args=c.args.filter(a=>!a.startsWith('--tls_ca_file'))"
+mutate_objects "ledger with the shared instead of its own TLS Secret" "not acme-tollgate-ledger-tls" "find('Deployment','-ledger').spec.template.spec.volumes.find(v=>v.name==='grpc-tls').secret.secretName='acme-tollgate-grpc-tls'"
+mutate_objects "TLS flags on the migration Job" "does not speak gRPC" "find('Job','-migrations').spec.template.spec.containers[0].args.push('--tls_ca_file=/etc/tollgate/tls/ca.crt')"
+MUTATE_FROM=tenancy mutate_objects "TLS flag with TLS off" "tls.enabled=false" "find('Deployment','-gateway').spec.template.spec.containers[0].args.push('--tls_ca_file=/etc/tollgate/tls/ca.crt')"
 mutate_objects "Kubernetes type error" "containerPort must be integer" "find('Deployment','-gateway').spec.template.spec.containers[0].ports[0].containerPort='8080'"
 mutate_objects "Service selecting nothing" "selects no pods" "find('Service','-router').spec.selector['app.kubernetes.io/component']='nope'"
 mutate_objects "admin port open to gateways" "admin \\(control-plane\\) port open" "find('NetworkPolicy','-router').spec.ingress[1].from.push({podSelector:{matchLabels:{'app.kubernetes.io/component':'gateway'}}})"

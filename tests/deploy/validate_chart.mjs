@@ -12,7 +12,8 @@
 //   3. Tollgate rules: containers have image (pinned tag), resources (requests + memory limit),
 //      securityContext runAsNonRoot/readOnlyRootFilesystem/no privilege escalation/drop ALL;
 //      long-running containers have liveness + readiness probes (gateway: HTTP /healthz and
-//      /readyz; router, ledger: gRPC on their --listen port); no service-account token mounted;
+//      /readyz; router, ledger: gRPC on their --listen port, TCP there with tls.enabled because
+//      kubelet gRPC probes cannot do TLS); no service-account token mounted;
 //      every flag passed to a Tollgate binary is documented in docs/configuration.md; Services,
 //      PDBs, HPAs and NetworkPolicies select existing pods and ports; Secrets and ConfigMaps
 //      referenced exist in the render or are declared existing* values; the catalog ConfigMap is
@@ -24,7 +25,14 @@
 //      --control_plane_token_file are read-only Secret mounts (mode at most 0440), the gateway's
 //      --ledger_admin is the ledger Service's admin port, the tokens file is valid (hashes only,
 //      roles, teams, no duplicates) and lists the SHA-256 of the gateway token the chart renders,
-//      each pod mounts only its own control-plane Secret, NOTES show the tenancy commands.
+//      each pod mounts only its own control-plane Secret, NOTES show the tenancy commands;
+//   5. gRPC TLS (tls.enabled): router and ledger get --tls_cert_file, --tls_key_file, --tls_ca_file
+//      (and --tls_require_client_cert exactly when tls.requireClientCert), the gateway the same
+//      three files (client certificate) and --tls_server_name exactly when tls.serverName; each
+//      file comes from the component's Secret (tls.<component>.existingSecret, else
+//      tls.existingSecret) under the configured key, mounted read-only with mode at most 0440;
+//      NOTES' tollgatectl commands carry the TLS flags. Nothing else (migration Job, mock
+//      provider) gets TLS flags or the TLS Secret, and with TLS off no container does.
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
@@ -127,6 +135,9 @@ const existingNames = new Set(
     values.router?.existingCatalogConfigMap,
     ...(values.tenancy?.enabled
       ? [values.tenancy.adminTokens?.existingSecret, values.tenancy.gatewayToken?.existingSecret] : []),
+    ...(values.tls?.enabled
+      ? [values.tls.existingSecret, values.tls.router?.existingSecret, values.tls.ledger?.existingSecret,
+         values.tls.gateway?.existingSecret] : []),
   ].filter(Boolean),
 );
 const matches = (selector, labels) =>
@@ -136,15 +147,21 @@ const matches = (selector, labels) =>
     e.operator === "NotIn" ? !e.values.includes(labels?.[e.key]) :
     e.operator === "Exists" ? e.key in (labels ?? {}) : !(e.key in (labels ?? {})));
 
-// Flags documented per binary in docs/configuration.md ("## `binary`" sections, "| `--flag` |").
+// Flags documented per binary in docs/configuration.md ("## `binary`" sections, "| `--flag` |"),
+// and in sections shared by several binaries ("## gRPC TLS (`tollgate-gateway`, `tollgate-router`)").
 const configDoc = fs.readFileSync(path.join(repoRoot, "docs/configuration.md"), "utf8");
 const documented = {};
-let current = null;
+let current = [];
 for (const line of configDoc.split("\n")) {
-  const h = line.match(/^## `([^`]+)`/);
-  if (h) { current = h[1]; documented[current] = new Set(); continue; }
+  if (line.startsWith("## ")) {
+    const own = line.match(/^## `([^`]+)`/);
+    const shared = line.match(/^## [^(`]*\(([^)]*)\)\s*$/);
+    current = own ? [own[1]] : shared ? [...shared[1].matchAll(/`([^`]+)`/g)].map((m) => m[1]) : [];
+    for (const b of current) documented[b] ??= new Set();
+    continue;
+  }
   const f = line.match(/^\| `--([a-z0-9_]+)`/);
-  if (current && f) documented[current].add(f[1]);
+  if (f) for (const b of current) documented[b].add(f[1]);
 }
 const BINARY = { gateway: "tollgate-gateway", router: "tollgate-router", ledger: "tollgate-ledger",
   migrate: "tollgate-ledger", "mock-provider": "tollgate-mock-provider" };
@@ -205,7 +222,13 @@ for (const w of workloads) {
     }
     if (c.name === "router" || c.name === "ledger") {
       for (const p of [c.livenessProbe, c.readinessProbe, c.startupProbe]) {
-        if (!p?.grpc || String(p.grpc.port) !== listen) fail(cw, "probes must be gRPC health on the --listen port");
+        if (!values.tls?.enabled) {
+          if (!p?.grpc || String(p.grpc.port) !== listen) fail(cw, "probes must be gRPC health on the --listen port");
+        } else if (p?.grpc) {
+          fail(cw, "tls.enabled: a kubelet gRPC probe cannot pass the TLS handshake (use TCP on the --listen port)");
+        } else if (!p?.tcpSocket || String(p.tcpSocket.port) !== listen) {
+          fail(cw, "tls.enabled: probes must be TCP on the --listen port");
+        }
       }
       if (c.env?.some((e) => /API_KEY/.test(e.name)) || c.envFrom?.length) {
         if (c.name === "router") fail(cw, "provider keys must reach the gateway only");
@@ -523,6 +546,62 @@ if (values.tenancy?.enabled && gw && ledger) {
 } else if (gw && ledger) {
   if (flagOf(gw.c, "ledger_admin") !== undefined) fail(id(gw.w), "--ledger_admin without tenancy.enabled");
   if (flagOf(ledger.c, "admin_tokens_file") !== undefined) fail(id(ledger.w), "--admin_tokens_file without tenancy.enabled");
+}
+
+// ---- 5. gRPC TLS --------------------------------------------------------------------------------
+const tls = values.tls ?? {};
+const GRPC_COMPONENTS = { router: true, ledger: true, gateway: false };  // component -> is a server
+if (tls.enabled) {
+  const keys = tls.secretKeys ?? {};
+  for (const [component, server] of Object.entries(GRPC_COMPONENTS)) {
+    const x = container(component);
+    if (!x) { fail("tls", `tls.enabled but no ${component}`); continue; }
+    const where = `${x.w.kind}/${x.w.metadata.name}`;
+    const secret = tls[component]?.existingSecret || tls.existingSecret;
+    for (const [flag, key] of [["tls_cert_file", keys.cert], ["tls_key_file", keys.key], ["tls_ca_file", keys.ca]]) {
+      const file = flagOf(x.c, flag);
+      if (!file) { fail(where, `tls.enabled but no --${flag}`); continue; }
+      const s = secretFile(where, x, file);
+      if (s && s.name !== secret) fail(where, `--${flag} comes from Secret ${s.name}, not ${secret}`);
+      else if (s && s.key !== key) fail(where, `--${flag} is key ${s.key} of Secret ${s.name}, not tls.secretKeys (${key})`);
+    }
+    const require = flagOf(x.c, "tls_require_client_cert");
+    const serverName = flagOf(x.c, "tls_server_name");
+    if (server) {
+      if ((require === "true") !== Boolean(tls.requireClientCert) || (require !== undefined && require !== "true")) {
+        fail(where, `--tls_require_client_cert=${require} does not match tls.requireClientCert=${tls.requireClientCert}`);
+      }
+      if (serverName !== undefined) fail(where, "--tls_server_name on a server (it dials no gRPC service)");
+    } else {
+      if (require !== undefined) fail(where, "--tls_require_client_cert on a client");
+      if ((serverName ?? "") !== (tls.serverName ?? "")) {
+        fail(where, `--tls_server_name=${serverName ?? ""} does not match tls.serverName=${tls.serverName ?? ""}`);
+      }
+    }
+  }
+  // tollgatectl in NOTES dials 127.0.0.1: it needs the CA, a client certificate and the name.
+  const ctl = notes.split("\n").filter((l) => /tollgatectl --/.test(l));
+  if (!ctl.length) fail("NOTES.txt", "no tollgatectl command");
+  for (const line of ctl) {
+    for (const f of ["--tls_ca_file=", "--tls_cert_file=", "--tls_key_file=", "--tls_server_name="]) {
+      if (!line.includes(f)) fail("NOTES.txt", `tls.enabled but a tollgatectl command has no ${f}: ${line.trim()}`);
+    }
+  }
+} else if (/--tls_/.test(notes)) {
+  fail("NOTES.txt", "TLS flags with tls.enabled=false");
+}
+// Only the gRPC components get TLS flags and the TLS Secret, and only with tls.enabled.
+for (const w of workloads) {
+  const component = w.spec.template.metadata.labels?.["app.kubernetes.io/component"];
+  const allowed = tls.enabled && w.kind !== "Job" && component in GRPC_COMPONENTS;
+  const why = tls.enabled ? "it does not speak gRPC" : "tls.enabled=false";
+  for (const c of [...(w.spec.template.spec.initContainers ?? []), ...w.spec.template.spec.containers]) {
+    const flags = (c.args ?? []).filter((a) => /^--tls_/.test(String(a)));
+    if (!allowed && flags.length) fail(`${id(w)} container ${c.name}`, `TLS flags (${flags.join(" ")}) but ${why}`);
+  }
+  if (!allowed && (w.spec.template.spec.volumes ?? []).some((v) => v.name === "grpc-tls")) {
+    fail(id(w), `mounts the gRPC TLS Secret but ${why}`);
+  }
 }
 
 if (!/kubectl/.test(notes) || !/OPENAI_BASE_URL/.test(notes)) fail("NOTES.txt", "first commands missing");

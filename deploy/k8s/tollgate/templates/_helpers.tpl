@@ -234,3 +234,68 @@ cause a restart; Secrets you manage (existingSecret) need `kubectl rollout resta
 {{- define "tollgate.gatewayTokenChecksum" -}}
 {{- toJson .Values.tenancy.gatewayToken | sha256sum -}}
 {{- end -}}
+
+{{/* gRPC TLS (tls.enabled; docs/deploy.md "TLS between services"). Every component mounts its
+Secret at the same directory, under fixed file names (items map the configured keys). */}}
+{{- define "tollgate.tlsDir" -}}/etc/tollgate/tls{{- end -}}
+
+{{/* The TLS Secret of a component: its own, else the shared one. (dict "ctx" $ "component" "router") */}}
+{{- define "tollgate.tlsSecretName" -}}
+{{- $t := .ctx.Values.tls -}}
+{{- $msg := printf "tls.enabled needs tls.existingSecret or tls.%s.existingSecret (a Secret with the CA bundle, certificate and key)" .component -}}
+{{- required $msg (default $t.existingSecret (index $t .component).existingSecret) -}}
+{{- end -}}
+
+{{/* TLS container args, one per line. Servers (router, ledger): certificate, key, the CA that
+client certificates must chain to and, with requireClientCert, mutual TLS. Clients (gateway):
+the CA (turns TLS on for every outgoing channel), the client certificate and key, serverName.
+(dict "ctx" $ "server" true|false) */}}
+{{- define "tollgate.tlsArgs" -}}
+{{- $t := .ctx.Values.tls -}}
+{{- $dir := include "tollgate.tlsDir" .ctx -}}
+- {{ printf "--tls_cert_file=%s/tls.crt" $dir | quote }}
+- {{ printf "--tls_key_file=%s/tls.key" $dir | quote }}
+- {{ printf "--tls_ca_file=%s/ca.crt" $dir | quote }}
+{{- if .server }}
+{{- if $t.requireClientCert }}
+- "--tls_require_client_cert=true"
+{{- end }}
+{{- else }}
+{{- with $t.serverName }}
+- {{ printf "--tls_server_name=%s" . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "tollgate.tlsVolumeMount" -}}
+- name: grpc-tls
+  mountPath: {{ include "tollgate.tlsDir" .ctx }}
+  readOnly: true
+{{- end -}}
+
+{{/* The key is readable by the pod's fsGroup only (mode 0440). (dict "ctx" $ "component" "x") */}}
+{{- define "tollgate.tlsVolume" -}}
+{{- $k := .ctx.Values.tls.secretKeys -}}
+- name: grpc-tls
+  secret:
+    secretName: {{ include "tollgate.tlsSecretName" . }}
+    defaultMode: 0440
+    items:
+      - {key: {{ $k.ca | quote }}, path: ca.crt}
+      - {key: {{ $k.cert | quote }}, path: tls.crt}
+      - {key: {{ $k.key | quote }}, path: tls.key}
+{{- end -}}
+
+{{/* Handler of the router's and ledger's probes on their gRPC port. Plaintext: grpc.health.v1
+(the kubelet's gRPC probe). With TLS the kubelet's gRPC probe cannot do the handshake (it has no
+TLS settings, let alone a client certificate), so the probe is a TCP connect to the same port:
+both binaries open their gRPC listener only once ready (router: catalog loaded; ledger: database
+reached and migrated). The metrics port is no substitute: it is plaintext HTTP but has no health
+endpoint. (dict "ctx" $ "port" N) */}}
+{{- define "tollgate.grpcProbeHandler" -}}
+{{- if .ctx.Values.tls.enabled -}}
+tcpSocket: {port: {{ int .port }}}
+{{- else -}}
+grpc: {port: {{ int .port }}}
+{{- end -}}
+{{- end -}}
