@@ -260,20 +260,7 @@ void QuotaService::Stop() {
 }
 
 absl::StatusOr<Principal> QuotaService::Who(grpc::CallbackServerContext* context) const {
-  if (tokens_ == nullptr) {
-    return absl::UnauthenticatedError(
-        "quota calls need admin tokens: start the ledger with --admin_tokens_file");
-  }
-  const auto& metadata = context->client_metadata();
-  auto it = metadata.find("authorization");
-  std::string_view value;
-  if (it != metadata.end()) value = std::string_view(it->second.data(), it->second.size());
-  absl::StatusOr<Principal> who = tokens_->Authenticate(value);
-  if (!who.ok()) {
-    LogWarn("control-plane call refused",
-            {{"peer", context->peer()}, {"error", std::string(who.status().message())}});
-  }
-  return who;
+  return AuthenticateCall(tokens_, context, "quota");
 }
 
 void QuotaService::StatePass(QuotaStore& store) {

@@ -195,14 +195,6 @@ absl::StatusOr<std::string> NewQuotaId() {
       "q-", HexEncode(std::string_view(reinterpret_cast<const char*>(random), sizeof(random))));
 }
 
-void Audit(pqxx::transaction_base& txn, const std::string& actor, const std::string& action,
-           const std::string& team, const std::string& target, const std::string& before,
-           const std::string& after) {
-  txn.exec_params(
-      "INSERT INTO control_plane_audit (actor, action, team, target, before, after) "
-      "VALUES ($1, $2, $3, $4, NULLIF($5, '')::jsonb, NULLIF($6, '')::jsonb)",
-      actor, action, team, target, before, after);
-}
 
 bool SameNaturalKey(const v1::Quota& a, const v1::Quota& b) {
   return a.scope() == b.scope() && a.team() == b.team() && a.subject() == b.subject() &&
@@ -354,7 +346,7 @@ absl::StatusOr<v1::Quota> QuotaStore::SetQuota(const v1::Quota& quota, int64_t l
           if (after.empty()) return absl::InternalError("could not allocate a unique quota id");
         }
         out = QuotaFromRow(after[0]);
-        Audit(txn, actor, "quota.set", out.team(), out.id(), old ? ToJson(*old) : "", ToJson(out));
+        WriteAudit(txn, actor, "quota.set", out.team(), out.id(), old ? ToJson(*old) : "", ToJson(out));
         txn.commit();
         return absl::OkStatus();
       }));
@@ -381,7 +373,7 @@ absl::StatusOr<v1::Quota> QuotaStore::DeleteQuota(const std::string& id, const s
         TOLLGATE_RETURN_IF_ERROR(authorize(out.team()));
         txn.exec_params("DELETE FROM quota_windows WHERE quota_id = $1", id);
         txn.exec_params("DELETE FROM quotas WHERE id = $1", id);
-        Audit(txn, actor, "quota.delete", out.team(), id, ToJson(out), "");
+        WriteAudit(txn, actor, "quota.delete", out.team(), id, ToJson(out), "");
         txn.commit();
         return absl::OkStatus();
       }));

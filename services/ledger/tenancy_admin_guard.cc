@@ -48,16 +48,7 @@ absl::Status AuthorizeSpendRead(const Principal& who,
 }
 
 absl::StatusOr<Principal> LedgerAdminGuard::Who(grpc::CallbackServerContext* context) const {
-  const auto& metadata = context->client_metadata();
-  auto it = metadata.find("authorization");
-  std::string_view value;
-  if (it != metadata.end()) value = std::string_view(it->second.data(), it->second.size());
-  absl::StatusOr<Principal> who = tokens_->Authenticate(value);
-  if (!who.ok()) {
-    LogWarn("control-plane call refused",
-            {{"peer", context->peer()}, {"error", std::string(who.status().message())}});
-  }
-  return who;
+  return AuthenticateCall(tokens_, context, "LedgerAdmin");
 }
 
 grpc::ServerUnaryReactor* LedgerAdminGuard::QuerySpend(grpc::CallbackServerContext* context,

@@ -259,6 +259,25 @@ absl::StatusOr<Principal> AdminTokens::Authenticate(std::string_view authorizati
   return it->second;
 }
 
+absl::StatusOr<Principal> AuthenticateCall(const AdminTokens* tokens,
+                                           grpc::CallbackServerContext* context,
+                                           std::string_view what) {
+  if (tokens == nullptr) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        std::string(what), " calls need admin tokens: start the ledger with --admin_tokens_file"));
+  }
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("authorization");
+  std::string_view value;
+  if (it != metadata.end()) value = std::string_view(it->second.data(), it->second.size());
+  absl::StatusOr<Principal> who = tokens->Authenticate(value);
+  if (!who.ok()) {
+    LogWarn("control-plane call refused",
+            {{"peer", context->peer()}, {"error", std::string(who.status().message())}});
+  }
+  return who;
+}
+
 namespace {
 
 absl::StatusOr<std::string> ReadText(const std::string& path) {

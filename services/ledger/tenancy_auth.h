@@ -32,6 +32,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "grpcpp/server_context.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
@@ -104,6 +105,13 @@ class AdminTokens {
 
   std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
 };
+
+// The caller of a control-plane call, from its "authorization" metadata; a refusal is logged with
+// the peer. `tokens` null (no --admin_tokens_file): kUnauthenticated saying `what` calls need
+// admin tokens. Errors otherwise as AdminTokens::Authenticate.
+absl::StatusOr<Principal> AuthenticateCall(const AdminTokens* tokens,
+                                           grpc::CallbackServerContext* context,
+                                           std::string_view what);
 
 // Reads and parses a tokens file. Errors: kNotFound when unreadable, else as Parse.
 absl::StatusOr<AdminTokens> LoadAdminTokens(const std::string& path);

@@ -143,20 +143,7 @@ struct TenancyAdminService::Shared {
       : store(std::move(s)), tokens(t), options(o) {}
 
   absl::StatusOr<Principal> Who(grpc::CallbackServerContext* context) const {
-    if (tokens == nullptr) {
-      return absl::UnauthenticatedError(
-          "tenancy calls need admin tokens: start the ledger with --admin_tokens_file");
-    }
-    const auto& metadata = context->client_metadata();
-    auto it = metadata.find("authorization");
-    std::string_view value;
-    if (it != metadata.end()) value = std::string_view(it->second.data(), it->second.size());
-    absl::StatusOr<Principal> who = tokens->Authenticate(value);
-    if (!who.ok()) {
-      LogWarn("control-plane call refused",
-              {{"peer", context->peer()}, {"error", std::string(who.status().message())}});
-    }
-    return who;
+    return AuthenticateCall(tokens, context, "tenancy");
   }
 
   // Runs `work` on the worker thread, then finishes `reactor` with its status.

@@ -91,14 +91,18 @@ v1::VirtualKey KeyFromRow(const pqxx::row& r, std::string* sha256_hex = nullptr)
   return k;
 }
 
-void Audit(pqxx::work& txn, const std::string& actor, const std::string& action,
-           const std::string& team, const std::string& target, const std::string& before,
-           const std::string& after) {
+}  // namespace
+
+void WriteAudit(pqxx::transaction_base& txn, const std::string& actor, const std::string& action,
+                const std::string& team, const std::string& target, const std::string& before,
+                const std::string& after) {
   txn.exec_params(
       "INSERT INTO control_plane_audit (actor, action, team, target, before, after) "
       "VALUES ($1, $2, $3, $4, NULLIF($5, '')::jsonb, NULLIF($6, '')::jsonb)",
       actor, action, team, target, before, after);
 }
+
+namespace {
 
 }  // namespace
 
@@ -180,7 +184,7 @@ absl::StatusOr<v1::Team> TenancyStore::CreateTeam(const std::string& name,
     team.set_name(name);
     team.set_created_unix_s(r[0][0].as<int64_t>());
     team.set_created_by(actor);
-    Audit(txn, actor, "team.create", name, name, "", ToJson(team));
+    WriteAudit(txn, actor, "team.create", name, name, "", ToJson(team));
     txn.commit();
     return team;
   });
@@ -236,7 +240,7 @@ absl::StatusOr<v1::CreateKeyResponse> TenancyStore::CreateKey(const v1::CreateKe
           v1::CreateKeyResponse out;
           *out.mutable_key() = KeyFromRow(r[0]);
           out.set_secret(key->secret);
-          Audit(txn, actor, "key.create", request.team(), key->id, "", ToJson(out.key()));
+          WriteAudit(txn, actor, "key.create", request.team(), key->id, "", ToJson(out.key()));
           txn.commit();
           return out;
         }
@@ -282,7 +286,7 @@ absl::StatusOr<v1::VirtualKey> TenancyStore::RevokeKey(
                          kKeyColumns),
             id, actor);
         v1::VirtualKey key = KeyFromRow(after[0]);
-        Audit(txn, actor, "key.revoke", key.team(), id, ToJson(old), ToJson(key));
+        WriteAudit(txn, actor, "key.revoke", key.team(), id, ToJson(old), ToJson(key));
         txn.commit();
         return key;
       });

@@ -23,9 +23,16 @@
 
 namespace pqxx {
 class connection_base;
+class transaction_base;
 }  // namespace pqxx
 
 namespace tollgate::ledger {
+
+// Appends one control-plane change to the audit log (control_plane_audit) inside `txn`, so the
+// change and its record commit together. `before`/`after`: JSON, "" for none.
+void WriteAudit(pqxx::transaction_base& txn, const std::string& actor, const std::string& action,
+                const std::string& team, const std::string& target, const std::string& before,
+                const std::string& after);
 
 class TenancyStore {
  public:

@@ -24,11 +24,11 @@ namespace {
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kAdmin = "admin-token";
-constexpr const char* kAlphaLead = "alpha-lead-token";
-constexpr const char* kBetaLead = "beta-lead-token";
-constexpr const char* kAlphaViewer = "alpha-viewer-token";
-constexpr const char* kGatewayToken = "gateway-token";
+constexpr const char* kAdmin = TestTokens::kAdmin;
+constexpr const char* kAlphaLead = TestTokens::kAlphaLead;
+constexpr const char* kBetaLead = TestTokens::kBetaLead;
+constexpr const char* kAlphaViewer = TestTokens::kAlphaViewer;
+constexpr const char* kGatewayToken = TestTokens::kGateway;
 
 std::string ChatBody(const std::string& model = "gpt-4o-mini") {
   return json::serialize(json::object{
@@ -40,20 +40,8 @@ class TenancyTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
-    ASSERT_TRUE(WriteAdminTokensFile(dir_->path() + "/tokens.yaml",
-                                     {{kAdmin, "ops", "admin", ""},
-                                      {kAlphaLead, "alpha-lead", "team-admin", "alpha"},
-                                      {kBetaLead, "beta-lead", "team-admin", "beta"},
-                                      {kAlphaViewer, "alpha-viewer", "viewer", "alpha"},
-                                      {kGatewayToken, "gateways", "gateway", ""}})
-                    .ok());
-    WriteFile(dir_->path() + "/gateway.token", std::string(kGatewayToken) + "\n");
-
     SuiteOptions options;
-    options.ledger_flags = {"--admin_tokens_file=" + dir_->path() + "/tokens.yaml",
-                            "--key_poll_ms=200", "--key_heartbeat_ms=500"};
-    options.gateway_flags = {"--ledger_admin=$LEDGER_ADMIN",
-                             "--control_plane_token_file=" + dir_->path() + "/gateway.token"};
+    ASSERT_TRUE(TestTokens::Enable(dir_->path(), options).ok());
     auto suite = Suite::Start(options);
     ASSERT_TRUE(suite.ok()) << suite.status();
     suite_ = suite->release();

@@ -227,6 +227,23 @@ absl::StatusOr<std::unique_ptr<Process>> Suite::StartExtraGateway(
   return process;
 }
 
+absl::Status TestTokens::Enable(const std::string& dir, SuiteOptions& options) {
+  TOLLGATE_RETURN_IF_ERROR(WriteAdminTokensFile(
+      dir + "/tokens.yaml", {{kAdmin, "ops", "admin", ""},
+                             {kAlphaLead, "alpha-lead", "team-admin", "alpha"},
+                             {kBetaLead, "beta-lead", "team-admin", "beta"},
+                             {kAlphaViewer, "alpha-viewer", "viewer", "alpha"},
+                             {kGateway, "gateways", "gateway", ""}}));
+  WriteFile(dir + "/gateway.token", std::string(kGateway) + "\n");
+  for (std::string flag : {"--admin_tokens_file=" + dir + "/tokens.yaml",
+                           std::string("--key_poll_ms=200"), std::string("--key_heartbeat_ms=500")}) {
+    options.ledger_flags.push_back(std::move(flag));
+  }
+  options.gateway_flags.push_back("--ledger_admin=$LEDGER_ADMIN");
+  options.gateway_flags.push_back("--control_plane_token_file=" + dir + "/gateway.token");
+  return absl::OkStatus();
+}
+
 absl::Status WriteAdminTokensFile(const std::string& path,
                                   const std::vector<ControlPlaneToken>& tokens) {
   std::string yaml = "tokens:\n";

@@ -52,6 +52,20 @@ struct ControlPlaneToken {
 absl::Status WriteAdminTokensFile(const std::string& path,
                                   const std::vector<ControlPlaneToken>& tokens);
 
+// The control-plane tokens the tenancy, budget and other integration tests run with.
+struct TestTokens {
+  static constexpr const char* kAdmin = "admin-token";             // ops, admin
+  static constexpr const char* kAlphaLead = "alpha-lead-token";    // team-admin of alpha
+  static constexpr const char* kBetaLead = "beta-lead-token";      // team-admin of beta
+  static constexpr const char* kAlphaViewer = "alpha-viewer-token";  // viewer of alpha
+  static constexpr const char* kGateway = "gateway-token";         // gateway
+
+  // Writes <dir>/tokens.yaml (all five) and <dir>/gateway.token, and adds to `options` what
+  // turns tenancy on: the ledger's tokens file with fast key polling and heartbeats, and the
+  // gateway's --ledger_admin and token file.
+  static absl::Status Enable(const std::string& dir, SuiteOptions& options);
+};
+
 class Suite {
  public:
   // Client keys in the gateway's config: key -> (id, team).
