@@ -37,19 +37,8 @@ SUITE_MOCK_FLAGS=(--ttft_ms=5 --inter_token_ms=1)
 # The opt-in customer and API-key cost families are switched on so the contract covers them.
 SUITE_GATEWAY_FLAGS=(--retry_backoff_ms=0 --metrics_customer_label --metrics_api_key_label)
 # Tenancy on (virtual keys, budgets, rate limits), so their metrics are part of the contract.
-ADMIN_TOKEN="obs-admin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-GATEWAY_TOKEN="obs-gateway-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-sha() { printf %s "$1" | sha256sum | cut -c1-64; }
-cat >"$SUITE_STATE/tokens.yaml" <<YAML
-tokens:
-  - {name: obs-admin, role: admin, sha256: $(sha "$ADMIN_TOKEN")}
-  - {name: obs-gateways, role: gateway, sha256: $(sha "$GATEWAY_TOKEN")}
-YAML
-printf '%s\n' "$GATEWAY_TOKEN" >"$SUITE_STATE/gateway.token"
-SUITE_LEDGER_FLAGS=(--admin_tokens_file="$SUITE_STATE/tokens.yaml" --key_poll_ms=200
-                    --key_heartbeat_ms=500 --quota_state_interval_ms=300)
-SUITE_GATEWAY_FLAGS+=(--ledger_admin="127.0.0.1:$SUITE_LEDGER_ADMIN_PORT"
-                      --control_plane_token_file="$SUITE_STATE/gateway.token")
+SUITE_LEDGER_FLAGS=(--key_poll_ms=200 --key_heartbeat_ms=500 --quota_state_interval_ms=300)
+suite_enable_tenancy "$SUITE_STATE"
 SUITE_CATALOG="$SUITE_STATE/catalog.yaml"
 prom_pid=""
 cleanup() {
