@@ -50,9 +50,9 @@ ABSL_FLAG(std::string, admin_listen, "127.0.0.1:7004",
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9102",
           "Prometheus metrics address (http://<address>/metrics).");
 ABSL_FLAG(std::string, log_level, "info", "Minimum log level: trace, debug, info, warn, error.");
-ABSL_FLAG(int, writers, 2,
+ABSL_FLAG(int, writers, 4,
           "Ingest writer threads, each with its own PostgreSQL connection (batches are committed "
-          "in parallel by this many transactions).");
+          "in parallel by this many transactions, so PostgreSQL can group their WAL flushes).");
 ABSL_FLAG(int, queue_capacity, 64,
           "Ingest batches read but not yet taken by a writer, over all streams. When full, "
           "streams stop reading (backpressure) instead of dropping.");
