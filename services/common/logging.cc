@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include "spdlog/async.h"
+#include "spdlog/details/thread_pool.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
 
@@ -15,7 +17,9 @@ std::string& ServiceName() {
 
 std::shared_ptr<spdlog::logger> Logger() {
   static std::shared_ptr<spdlog::logger> logger = [] {
-    auto l = spdlog::stderr_logger_mt("tollgate");
+    spdlog::init_thread_pool(kLogQueueLines, 1);
+    // create_async_nb: a full queue overruns its oldest line instead of blocking the caller.
+    auto l = spdlog::create_async_nb<spdlog::sinks::stderr_sink_mt>("tollgate");
     l->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l",%v})", spdlog::pattern_time_type::utc);
     l->flush_on(spdlog::level::info);
     return l;
@@ -45,6 +49,16 @@ void Log(spdlog::level::level_enum level, std::string_view msg,
 }
 
 }  // namespace
+
+LogQueueStats GetLogQueueStats() {
+  Logger();  // the pool exists once the logger does
+  LogQueueStats stats;
+  if (std::shared_ptr<spdlog::details::thread_pool> pool = spdlog::thread_pool()) {
+    stats.depth = pool->queue_size();
+    stats.dropped = pool->overrun_counter();
+  }
+  return stats;
+}
 
 void InitLogging(std::string_view service, std::string_view level) {
   ServiceName() = std::string(service);

@@ -139,6 +139,7 @@ void ApiHandler::Handle(std::shared_ptr<HttpSession> session, HttpRequest reques
       response = HttpResponse(http::status::ok, 11);
       response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
       response.keep_alive(keep_alive);
+      metrics_->UpdateLogQueue();
       response.body() = SerializeMetrics(*metrics_->registry());
     }
     if (method == http::verb::head) response.body().clear();

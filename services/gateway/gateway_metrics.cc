@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "services/common/logging.h"
 #include "services/common/metrics.h"
 
 namespace tollgate::gateway {
@@ -141,6 +142,18 @@ GatewayMetrics::GatewayMetrics(std::shared_ptr<prometheus::Registry> registry,
                            "Router Watch stream messages by kind (snapshot, health, heartbeat) "
                            "and stream (re)connections (reconnect)")
                        .Register(*registry_);
+  log_queue_depth_ = &prometheus::BuildGauge()
+                          .Name("tollgate_gateway_log_queue_depth")
+                          .Help("Log lines queued for the log writer thread (bounded: "
+                                "services/common/logging.h)")
+                          .Register(*registry_)
+                          .Add({});
+  log_lines_dropped_ = &prometheus::BuildCounter()
+                            .Name("tollgate_gateway_log_lines_dropped_total")
+                            .Help("Log lines dropped because the log queue was full (stderr "
+                                  "blocked); request threads never wait for log output")
+                            .Register(*registry_)
+                            .Add({});
   snapshot_held_ = &prometheus::BuildGauge()
                         .Name("tollgate_gateway_router_snapshot_held")
                         .Help("1 once a catalog snapshot from the router's Watch stream is held")
@@ -311,6 +324,15 @@ void GatewayMetrics::RecordWatchEvent(std::string_view kind) {
 void GatewayMetrics::RecordGuardrailAction(std::string_view team, std::string_view detector,
                                            std::string_view action, double n) {
   Child(*guardrail_actions_, {"team", "detector", "action"}, {team, detector, action}).Increment(n);
+}
+
+void GatewayMetrics::UpdateLogQueue() {
+  const LogQueueStats stats = GetLogQueueStats();
+  log_queue_depth_->Set(static_cast<double>(stats.depth));
+  const double dropped = static_cast<double>(stats.dropped);
+  if (dropped > log_lines_dropped_->Value()) {
+    log_lines_dropped_->Increment(dropped - log_lines_dropped_->Value());
+  }
 }
 
 }  // namespace tollgate::gateway

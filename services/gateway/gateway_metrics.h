@@ -91,6 +91,9 @@ class GatewayMetrics {
   void RecordWatchEvent(std::string_view kind);
   // tollgate_gateway_router_snapshot_held: 1 once a catalog snapshot was received.
   void SetSnapshotHeld(bool held) { snapshot_held_->Set(held ? 1 : 0); }
+  // tollgate_gateway_log_queue_depth and tollgate_gateway_log_lines_dropped_total from the
+  // logger's queue (called before each /metrics answer).
+  void UpdateLogQueue();
 
   // Guardrails (guardrails.h). tollgate_gateway_guardrail_actions_total{team,detector,action}:
   // detector is a PII detector name, "pattern:<rule>" (rule names come from the config),
@@ -145,6 +148,8 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Counter>* outcomes_ = nullptr;
   prometheus::Family<prometheus::Counter>* watch_events_ = nullptr;
   prometheus::Gauge* snapshot_held_ = nullptr;
+  prometheus::Gauge* log_queue_depth_ = nullptr;
+  prometheus::Counter* log_lines_dropped_ = nullptr;
   prometheus::Family<prometheus::Counter>* guardrail_actions_ = nullptr;
 
 };
