@@ -889,7 +889,13 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, Ups
   if (status == 429 || status >= 500) {
     last.retry_after = std::string(exchange.header()[http::field::retry_after]);
     last.retry_after_ms = RetryAfterMs(exchange.header());
-    exchange.Finish();  // body unread: the connection is closed, not pooled
+    if (status == 429 && last.retry_after_ms == 0) {
+      // Some dialects say when to retry only in the body (Gemini's RetryInfo.retryDelay).
+      absl::StatusOr<std::string> body = co_await exchange.ReadAll(kMaxPassthroughBodyBytes);
+      if (body.ok()) last.retry_after_ms = provider->RetryAfterMsFromBody(*body);
+      if (last.retry_after_ms > 0) last.retry_after = absl::StrCat((last.retry_after_ms + 999) / 1000);
+    }
+    exchange.Finish();  // body unread (or read for its delay): the connection is closed
     fail(status, UpstreamErrorKind::kNone, status == 429 ? "http_429" : "http_5xx",
          absl::StrCat("upstream status ", status), absl::StrCat("upstream returned ", status));
     co_return Outcome::kNext;

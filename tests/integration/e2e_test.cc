@@ -225,6 +225,15 @@ TEST(Gateway, ErrorsAreOpenAiShaped) {
   ExpectOpenAiError(*r, 404);
 }
 
+TEST(Gateway, GeminiRetryDelayInTheBodyBecomesTheClientsRetryAfter) {
+  // Gemini's 429 carries no retry-after header, only google.rpc.RetryInfo in the body; the only
+  // candidate failing so, the client gets 429 with the provider's delay.
+  HttpResponse r = Post(ChatBody("gemini-2.5-flash", "slow down [[mock: status=429 retry_after=7]]"),
+                        Auth(Suite::kAlphaKey));
+  ExpectOpenAiError(r, 429, "rate_limit_exceeded");
+  EXPECT_EQ(r.header("retry-after"), "7");
+}
+
 TEST(Gateway, FallsBackToTheNextDeploymentOnConnectError) {
   HttpResponse r = Post(ChatBody("resilient", "Are you there?"), Auth(Suite::kAlphaKey));
   ASSERT_EQ(r.status, 200) << r.body;

@@ -13,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
 #include "services/gateway/openai_dialect.h"
@@ -1254,6 +1255,28 @@ class GeminiProviderImpl final : public Provider {
     }
     const json::value* error = ec ? nullptr : Member(root, "error");
     return ErrorFromJson(status, error, error == nullptr ? body : std::string_view());
+  }
+
+  int64_t RetryAfterMsFromBody(std::string_view body) const override {
+    json::error_code ec;
+    json::value root = json::parse(body, ec);
+    if (ec) return 0;
+    if (root.is_array() && root.get_array().size() == 1) {
+      json::value first = root.get_array()[0];
+      root = std::move(first);
+    }
+    const json::value* details = Member(Member(root, "error"), "details");
+    if (details == nullptr || !details->is_array()) return 0;
+    for (const json::value& detail : details->get_array()) {
+      if (!absl::EndsWith(Av(StringOf(Member(detail, "@type"))), "google.rpc.RetryInfo")) continue;
+      // A google.protobuf.Duration in JSON: "37s", "1.500s".
+      absl::Duration delay;
+      if (absl::ParseDuration(Av(StringOf(Member(detail, "retryDelay"))), &delay) &&
+          delay > absl::ZeroDuration() && delay < absl::Hours(24)) {
+        return absl::ToInt64Milliseconds(absl::Ceil(delay, absl::Milliseconds(1)));
+      }
+    }
+    return 0;
   }
 
   absl::StatusOr<ProviderRequest> BuildEmbeddingsRequest(json::object& request,

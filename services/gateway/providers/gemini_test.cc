@@ -662,6 +662,26 @@ TEST(GeminiErrorTest, GoogleStatusesGolden) {
 // ---------------------------------------------------------------------------------------------
 // Embeddings.
 
+TEST(GeminiErrorTest, RetryDelayInTheBodyBecomesARetryAfter) {
+  // The 429 of PROVIDERS.md: Gemini sends no retry-after header, only google.rpc.RetryInfo.
+  EXPECT_EQ(P().RetryAfterMsFromBody(
+                R"({"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED","details":[)"
+                R"({"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[]},)"
+                R"({"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}]}})"),
+            37000);
+  EXPECT_EQ(P().RetryAfterMsFromBody(
+                R"([{"error":{"code":429,"details":[{"@type":"type.googleapis.com/google.rpc.)"
+                R"(RetryInfo","retryDelay":"1.2504s"}]}}])"),
+            1251);  // rounded up to the millisecond
+  for (const char* none :
+       {"", "not json", R"({"error":{"code":429}})",
+        R"({"error":{"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo"}]}})",
+        R"({"error":{"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"-3s"}]}})",
+        R"({"error":{"details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"99999h"}]}})"}) {
+    EXPECT_EQ(P().RetryAfterMsFromBody(none), 0) << none;
+  }
+}
+
 TEST(GeminiEmbeddingsTest, RequestGolden) {
   Fixture f;
   f.deployment.set_upstream_model("gemini-embedding-001");

@@ -142,6 +142,10 @@ class Provider {
   // An upstream non-2xx body in OpenAI error shape.
   virtual ProviderError TranslateError(unsigned status, std::string_view body) const = 0;
 
+  // For a 429 without retry-after headers: the delay the dialect puts in its error body, in
+  // milliseconds (Gemini: google.rpc.RetryInfo retryDelay); 0 when there is none (default).
+  virtual int64_t RetryAfterMsFromBody(std::string_view body) const { return 0; }
+
   // Embeddings (POST /v1/embeddings). Default: kUnimplemented naming the dialect.
   virtual absl::StatusOr<ProviderRequest> BuildEmbeddingsRequest(boost::json::object& request,
                                                                  const ProviderCall& call) const;
