@@ -38,10 +38,12 @@ ABSL_FLAG(std::string, event_ids, "ordered",
 namespace tollgate::ledger {
 namespace {
 
-v1::UsageEvent MakeEvent(int64_t i, int64_t base_us) {
+// Event i of the ingest phase: times increase with i (`spacing_us` apart, the whole run spread
+// over one day), as they do in production, so the time-ordered ids grow too.
+v1::UsageEvent MakeEvent(int64_t i, int64_t base_us, int64_t spacing_us) {
   v1::UsageEvent e;
   e.set_request_id(absl::StrCat("req-", i));
-  e.set_time_unix_us(base_us + (i % 86400) * 1'000'000 + i % 1'000'000);
+  e.set_time_unix_us(base_us + i * spacing_us);
   // Ids as the gateway makes them (time-ordered, random tail), so the exactly-once index sees the
   // production key distribution; or fully random, as they were before.
   static const bool random_ids = absl::GetFlag(FLAGS_event_ids) == "random";
@@ -94,6 +96,7 @@ int Run() {
   const int writers = absl::GetFlag(FLAGS_writers);
   const int batch = absl::GetFlag(FLAGS_batch);
   const int64_t base_us = int64_t{1'735'689'600} * 1'000'000;  // 2025-01-01
+  const int64_t spacing_us = std::max<int64_t>(1, int64_t{86'400'000'000} / std::max<int64_t>(1, total));
   std::atomic<int64_t> next{0};
   std::atomic<bool> failed{false};
   std::vector<std::thread> threads;
@@ -107,7 +110,7 @@ int Run() {
         if (first >= total) return;
         events.clear();
         for (int64_t i = first; i < std::min(total, first + batch); ++i) {
-          events.push_back(MakeEvent(i, base_us));
+          events.push_back(MakeEvent(i, base_us, spacing_us));
         }
         absl::StatusOr<InsertResult> r = store.InsertBatch(events);
         if (!r.ok()) {
