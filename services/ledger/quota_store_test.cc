@@ -15,12 +15,12 @@
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
 #include "services/common/quota.h"
+#include "services/ledger/postgres_test_fixture.h"
 #include "services/ledger/quota_service.h"
 #include "services/ledger/store.h"
 #include "services/ledger/tenancy_auth.h"
 #include "services/ledger/tenancy_store.h"
 #include "services/ledger/test_events.h"
-#include "tests/testing/postgres.h"
 
 namespace tollgate::ledger {
 namespace {
@@ -36,22 +36,10 @@ const absl::Time kNow = absl::FromUnixSeconds(kNoon + 30);
 
 absl::Status AllowAll(const std::string&) { return absl::OkStatus(); }
 
-class QuotaStoreTest : public ::testing::Test {
+class QuotaStoreTest : public PostgresDatabaseTest {
  protected:
-  static void SetUpTestSuite() {
-    auto pg = testing::PostgresServer::Start();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = pg->release();
-  }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
-  }
-
   void SetUp() override {
-    ASSERT_NE(pg_, nullptr);
-    db_ = absl::StrCat("quota_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    ASSERT_TRUE(pg_->CreateDatabase(db_).ok());
+    CreateTestDatabase("quota_");
     PostgresUsageStore::Options usage_options;
     usage_options.database_url = pg_->url(db_);
     usage_ = std::make_unique<PostgresUsageStore>(usage_options);
@@ -60,12 +48,6 @@ class QuotaStoreTest : public ::testing::Test {
     options.database.database_url = pg_->url(db_);
     store_ = std::make_unique<QuotaStore>(options);
     Sql("INSERT INTO teams (name, created_by) VALUES ('alpha', 't'), ('beta', 't')");
-  }
-
-  std::string Sql(const std::string& sql) {
-    absl::StatusOr<std::string> out = pg_->Query(sql, db_);
-    EXPECT_TRUE(out.ok()) << out.status();
-    return out.ok() ? *out : "";
   }
 
   void AddKey(const std::string& id, const std::string& team, int64_t rpm, int64_t tpm) {
@@ -125,13 +107,10 @@ class QuotaStoreTest : public ::testing::Test {
     return s.ok() && s->size() == 1 ? (*s)[0].state : v1::QuotaState();
   }
 
-  static testing::PostgresServer* pg_;
-  std::string db_;
   std::unique_ptr<PostgresUsageStore> usage_;
   std::unique_ptr<QuotaStore> store_;
 };
 
-testing::PostgresServer* QuotaStoreTest::pg_ = nullptr;
 
 TEST_F(QuotaStoreTest, TwoGatewaysShareOneLimit) {
   const v1::Quota q =

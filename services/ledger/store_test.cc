@@ -22,8 +22,8 @@
 #include "services/ledger/migrations.h"
 #include "services/ledger/spend_math.h"
 #include "services/ledger/spend_query.h"
+#include "services/ledger/postgres_test_fixture.h"
 #include "services/ledger/test_events.h"
-#include "tests/testing/postgres.h"
 
 namespace tollgate::ledger {
 namespace {
@@ -35,22 +35,10 @@ using ::testing::HasSubstr;
 constexpr int64_t kDay = 1'736'899'200;
 constexpr int64_t kUsPerS = 1'000'000;
 
-class PostgresUsageStoreTest : public ::testing::Test {
+class PostgresUsageStoreTest : public PostgresDatabaseTest {
  protected:
-  static void SetUpTestSuite() {
-    auto pg = testing::PostgresServer::Start();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    pg_ = pg->release();
-  }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
-  }
-
   void SetUp() override {
-    ASSERT_NE(pg_, nullptr);
-    db_ = absl::StrCat("ledger_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    ASSERT_TRUE(pg_->CreateDatabase(db_).ok());
+    CreateTestDatabase("ledger_");
     store_ = NewStore();
     ASSERT_TRUE(store_->Migrate().ok());
   }
@@ -59,12 +47,6 @@ class PostgresUsageStoreTest : public ::testing::Test {
     PostgresUsageStore::Options options;
     options.database_url = pg_->url(db_);
     return std::make_unique<PostgresUsageStore>(options);
-  }
-
-  std::string Sql(const std::string& sql) {
-    absl::StatusOr<std::string> out = pg_->Query(sql, db_);
-    EXPECT_TRUE(out.ok()) << out.status();
-    return out.ok() ? *out : "";
   }
 
   v1::SpendResponse Spend(const v1::SpendQuery& query) {
@@ -99,12 +81,9 @@ class PostgresUsageStoreTest : public ::testing::Test {
     ASSERT_EQ(r->inserted, 4);
   }
 
-  static testing::PostgresServer* pg_;
-  std::string db_;
   std::unique_ptr<PostgresUsageStore> store_;
 };
 
-testing::PostgresServer* PostgresUsageStoreTest::pg_ = nullptr;
 
 TEST_F(PostgresUsageStoreTest, MigrateTwiceIsANoOp) {
   std::vector<std::string> expected;
