@@ -140,16 +140,22 @@ TEST(TenancyAuth, TokensFileValidation) {
   }
 }
 
-TEST(TenancyAuth, RbacDecisions) {
+// The four principals of Tokens(), for Authorize decisions.
+class RbacTest : public ::testing::Test {
+ protected:
+  using A = TenancyAction;
+  static absl::StatusCode code(const absl::Status& s) { return s.code(); }
+  static constexpr absl::StatusCode kOk = absl::StatusCode::kOk;
+  static constexpr absl::StatusCode kDenied = absl::StatusCode::kPermissionDenied;
+
   const AdminTokens tokens = Tokens();
   const Principal admin = *tokens.Authenticate("Bearer admin-token");
   const Principal lead = *tokens.Authenticate("Bearer alpha-token");
   const Principal viewer = *tokens.Authenticate("Bearer viewer-token");
   const Principal gw = *tokens.Authenticate("Bearer gw-token");
-  using A = TenancyAction;
-  auto code = [](const absl::Status& s) { return s.code(); };
-  const auto kOk = absl::StatusCode::kOk;
-  const auto kDenied = absl::StatusCode::kPermissionDenied;
+};
+
+TEST_F(RbacTest, RbacDecisions) {
 
   EXPECT_EQ(code(Authorize(admin, A::kCreateTeam, "beta")), kOk);
   EXPECT_EQ(code(Authorize(admin, A::kRevokeKey, "beta")), kOk);
@@ -229,16 +235,7 @@ TEST(TenancyAuth, CreateKeyValidation) {
   expect_invalid(r, "name");
 }
 
-TEST(TenancyAuth, QuotaRbacDecisions) {
-  const AdminTokens tokens = Tokens();
-  const Principal admin = *tokens.Authenticate("Bearer admin-token");
-  const Principal lead = *tokens.Authenticate("Bearer alpha-token");
-  const Principal viewer = *tokens.Authenticate("Bearer viewer-token");
-  const Principal gw = *tokens.Authenticate("Bearer gw-token");
-  using A = TenancyAction;
-  auto code = [](const absl::Status& s) { return s.code(); };
-  const auto kOk = absl::StatusCode::kOk;
-  const auto kDenied = absl::StatusCode::kPermissionDenied;
+TEST_F(RbacTest, QuotaRbacDecisions) {
 
   // admin: every quota, org-wide included; never Lease.
   EXPECT_EQ(code(Authorize(admin, A::kSetQuota, "beta")), kOk);
