@@ -32,8 +32,8 @@ const prometheus::Histogram::BucketBoundaries& LatencyBucketsSeconds() {
 }
 
 const prometheus::Histogram::BucketBoundaries& BatchSizeBuckets() {
-  static const prometheus::Histogram::BucketBoundaries kBuckets = {1,   2,   4,    8,    16,  32,
-                                                                   64, 128, 256, 512, 1024, 4096};
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384};
   return kBuckets;
 }
 

@@ -21,8 +21,8 @@ absl::Status FakeUsageStore::Migrate() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<InsertResult> FakeUsageStore::InsertBatch(
-    const std::vector<v1::UsageEvent>& events) {
+absl::StatusOr<std::vector<InsertResult>> FakeUsageStore::InsertBatches(
+    absl::Span<const std::vector<v1::UsageEvent>> batches) {
   State& s = *state_;
   absl::MutexLock lock(&s.mu);
   ++s.insert_calls;
@@ -34,16 +34,21 @@ absl::StatusOr<InsertResult> FakeUsageStore::InsertBatch(
     s.insert_failures.pop_front();
     return failure;
   }
-  for (const v1::UsageEvent& e : events) TOLLGATE_RETURN_IF_ERROR(ValidateUsageEvent(e));
-  InsertResult result;
-  for (const v1::UsageEvent& e : events) {
-    if (s.events.emplace(e.event_id(), e).second) {
-      ++result.inserted;
-    } else {
-      ++result.duplicates;
+  for (const std::vector<v1::UsageEvent>& batch : batches) {
+    for (const v1::UsageEvent& e : batch) TOLLGATE_RETURN_IF_ERROR(ValidateUsageEvent(e));
+  }
+  s.batches_per_insert.push_back(batches.size());
+  std::vector<InsertResult> results(batches.size());
+  for (size_t i = 0; i < batches.size(); ++i) {
+    for (const v1::UsageEvent& e : batches[i]) {
+      if (s.events.emplace(e.event_id(), e).second) {
+        ++results[i].inserted;
+      } else {
+        ++results[i].duplicates;
+      }
     }
   }
-  return result;
+  return results;
 }
 
 absl::StatusOr<v1::SpendResponse> FakeUsageStore::QuerySpend(const v1::SpendQuery& query,

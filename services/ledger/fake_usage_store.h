@@ -3,7 +3,7 @@
 //
 // Several fakes may share one State (one fake per writer thread, like one connection each). The
 // test scripts failures, blocks writers to exercise backpressure, and inspects what was stored.
-// InsertBatch validates events with ValidateUsageEvent and is idempotent on event_id, like
+// InsertBatches validates events with ValidateUsageEvent and is idempotent on event_id, like
 // PostgresUsageStore. Thread-safe through State::mu.
 
 #include <deque>
@@ -12,6 +12,7 @@
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -24,11 +25,12 @@ class FakeUsageStore final : public UsageStore {
   struct State {
     absl::Mutex mu;
     std::map<std::string, v1::UsageEvent> events ABSL_GUARDED_BY(mu);
-    // Returned by the next InsertBatch calls, in order, before anything is stored.
+    // Returned by the next InsertBatches calls, in order, before anything is stored.
     std::deque<absl::Status> insert_failures ABSL_GUARDED_BY(mu);
     int insert_calls ABSL_GUARDED_BY(mu) = 0;
-    int inserts_waiting ABSL_GUARDED_BY(mu) = 0;  // calls blocked by `blocked`
-    bool blocked ABSL_GUARDED_BY(mu) = false;     // InsertBatch and QuerySpend wait while true
+    std::vector<size_t> batches_per_insert ABSL_GUARDED_BY(mu);  // of each call that stored
+    int inserts_waiting ABSL_GUARDED_BY(mu) = 0;                 // calls blocked by `blocked`
+    bool blocked ABSL_GUARDED_BY(mu) = false;  // InsertBatches and QuerySpend wait while true
     int migrate_calls ABSL_GUARDED_BY(mu) = 0;
     int query_calls ABSL_GUARDED_BY(mu) = 0;  // QuerySpend calls started (blocked ones included)
     absl::StatusOr<v1::SpendResponse> spend_result ABSL_GUARDED_BY(mu);
@@ -44,7 +46,8 @@ class FakeUsageStore final : public UsageStore {
   explicit FakeUsageStore(std::shared_ptr<State> state) : state_(std::move(state)) {}
 
   absl::Status Migrate() override;
-  absl::StatusOr<InsertResult> InsertBatch(const std::vector<v1::UsageEvent>& events) override;
+  absl::StatusOr<std::vector<InsertResult>> InsertBatches(
+      absl::Span<const std::vector<v1::UsageEvent>> batches) override;
   absl::StatusOr<v1::SpendResponse> QuerySpend(const v1::SpendQuery& query,
                                                absl::Duration timeout) override;
   absl::StatusOr<v1::FocusChunk> FocusRecords(const v1::ExportFocusRequest& request,

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/types/span.h"
 #include "services/common/grpc_status.h"
 #include "services/common/logging.h"
 
@@ -56,17 +57,27 @@ struct IngestService::Shared {
     return PushResult::kQueued;
   }
 
-  // Blocks for the next batch; nullopt once closed and empty. `admitted` is set to a reactor whose
-  // parked batch just moved into the queue, with a reference the caller must release.
-  std::optional<WorkItem> Pop(IngestReactor*& admitted) ABSL_LOCKS_EXCLUDED(mu);
+  // Blocks for work, then moves the queued batches (the first, and more while they fit in
+  // options.max_write_events) into `items`; false once closed and empty. Parked batches move into
+  // the room made; their reactors are added to `admitted`, each with a reference the caller must
+  // release after calling OnAdmitted.
+  bool PopGroup(std::vector<WorkItem>& items, std::vector<IngestReactor*>& admitted)
+      ABSL_LOCKS_EXCLUDED(mu);
 
   bool HasWorkOrClosed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     return !queue.empty() || closed;
   }
 
   void WriterLoop(UsageStore& store);
-  absl::StatusOr<InsertResult> Write(UsageStore& store, IngestReactor& reactor,
-                                     std::vector<v1::UsageEvent>& events, uint64_t batch_id);
+  // Writes `batches` (of `items`, in order) in one transaction, retrying transient failures while
+  // any of their streams still wants the result.
+  absl::StatusOr<std::vector<InsertResult>> Write(
+      UsageStore& store, absl::Span<WorkItem* const> items,
+      absl::Span<const std::vector<v1::UsageEvent>> batches);
+  // Reports the outcome of `item` (whose events were `events`) to its stream and drops the
+  // writer's reference on it.
+  void Complete(WorkItem& item, const std::vector<v1::UsageEvent>& events,
+                const absl::StatusOr<InsertResult>& result);
 
   const Options options;
   LedgerMetrics& metrics;
@@ -347,99 +358,151 @@ class IngestReactor final : public grpc::ServerBidiReactor<v1::IngestBatch, v1::
 
 }  // namespace
 
-std::optional<WorkItem> IngestService::Shared::Pop(IngestReactor*& admitted) {
-  admitted = nullptr;
+bool IngestService::Shared::PopGroup(std::vector<WorkItem>& items,
+                                     std::vector<IngestReactor*>& admitted) {
   absl::MutexLock lock(&mu);
   mu.Await(absl::Condition(this, &Shared::HasWorkOrClosed));
   // Invariant: parked is non-empty only while the queue is full, so an empty queue means nothing
   // is parked either.
-  if (queue.empty()) return std::nullopt;
-  WorkItem item = std::move(queue.front());
-  queue.pop_front();
-  if (!parked.empty()) {
-    admitted = parked.front().reactor;
+  if (queue.empty()) return false;
+  size_t events = 0;
+  do {
+    events += static_cast<size_t>(queue.front().batch.events_size());
+    items.push_back(std::move(queue.front()));
+    queue.pop_front();
+  } while (!queue.empty() && events + static_cast<size_t>(queue.front().batch.events_size()) <=
+                                 options.max_write_events);
+  while (!parked.empty() && queue.size() < options.queue_capacity) {
+    IngestReactor* reactor = parked.front().reactor;
     // Taken under the lock: once the batch is in the queue another writer may finish it and drop
     // the reference it held before this writer calls OnAdmitted().
-    admitted->Ref();
+    reactor->Ref();
+    admitted.push_back(reactor);
     queue.push_back(std::move(parked.front()));
     parked.pop_front();
   }
   metrics.ingest_queue_depth().Set(static_cast<double>(queue.size()));
-  return item;
+  return true;
 }
 
-absl::StatusOr<InsertResult> IngestService::Shared::Write(UsageStore& store, IngestReactor& reactor,
-                                                          std::vector<v1::UsageEvent>& events,
-                                                          uint64_t batch_id) {
+absl::StatusOr<std::vector<InsertResult>> IngestService::Shared::Write(
+    UsageStore& store, absl::Span<WorkItem* const> items,
+    absl::Span<const std::vector<v1::UsageEvent>> batches) {
   const absl::Time start = absl::Now();
   absl::Duration backoff = options.retry_initial_backoff;
+  size_t events = 0;
+  for (const std::vector<v1::UsageEvent>& b : batches) events += b.size();
   for (;;) {
     const absl::Time attempt_start = absl::Now();
-    absl::StatusOr<InsertResult> result = store.InsertBatch(events);
+    absl::StatusOr<std::vector<InsertResult>> result = store.InsertBatches(batches);
     metrics.db_write_seconds().Observe(absl::ToDoubleSeconds(absl::Now() - attempt_start));
+    metrics.db_write_events().Observe(static_cast<double>(events));
     if (result.ok() || !IsRetryable(result.status())) return result;
-    if (reactor.abandoned() || abort.HasBeenNotified()) return result;
+    const bool wanted = std::any_of(items.begin(), items.end(), [](const WorkItem* item) {
+      return !item->reactor->abandoned();
+    });
+    if (!wanted || abort.HasBeenNotified()) return result;
     if (absl::Now() + backoff - start > options.retry_budget) {
       return absl::UnavailableError(absl::StrCat("batch not committed after retrying for ",
                                                  absl::FormatDuration(absl::Now() - start), ": ",
                                                  std::string(result.status().message())));
     }
-    LogWarn("batch write failed; retrying", {{"batch_id", absl::StrCat(batch_id)},
-                                             {"error", std::string(result.status().message())},
-                                             {"backoff", absl::FormatDuration(backoff)}});
+    LogWarn("batch write failed; retrying",
+            {{"batch_id", absl::StrCat(items.front()->batch.batch_id())},
+             {"batches", absl::StrCat(items.size())},
+             {"error", std::string(result.status().message())},
+             {"backoff", absl::FormatDuration(backoff)}});
     metrics.ingest_retries().Increment();
     if (abort.WaitForNotificationWithTimeout(backoff)) return result;
     backoff = std::min(backoff * 2, options.retry_max_backoff);
   }
 }
 
+void IngestService::Shared::Complete(WorkItem& item, const std::vector<v1::UsageEvent>& events,
+                                     const absl::StatusOr<InsertResult>& result) {
+  IngestReactor& reactor = *item.reactor;
+  const uint64_t batch_id = item.batch.batch_id();
+  if (result.ok()) {
+    metrics.events_inserted().Increment(static_cast<double>(result->inserted));
+    metrics.events_duplicate().Increment(static_cast<double>(result->duplicates));
+    const int64_t now_us = absl::ToUnixMicros(absl::Now());
+    for (const v1::UsageEvent& e : events) {
+      metrics.ingest_lag_seconds().Observe(
+          std::max<double>(0, static_cast<double>(now_us - e.time_unix_us()) / 1e6));
+    }
+  } else if (result.status().code() == absl::StatusCode::kInvalidArgument) {
+    LogError("rejected an invalid usage batch",
+             {{"batch_id", absl::StrCat(batch_id)},
+              {"peer", reactor.peer()},
+              {"error", std::string(result.status().message())}});
+  }
+  metrics.ingest_batches(result.status()).Increment();
+  reactor.OnBatchDone(item.seq, batch_id, result);
+  reactor.Unref();
+}
+
 void IngestService::Shared::WriterLoop(UsageStore& store) {
+  std::vector<WorkItem> items;
+  std::vector<IngestReactor*> admitted;
+  std::vector<WorkItem*> live;
+  std::vector<std::vector<v1::UsageEvent>> batches;
+  const std::vector<v1::UsageEvent> no_events;
   for (;;) {
-    IngestReactor* admitted = nullptr;
-    std::optional<WorkItem> item = Pop(admitted);
-    if (!item.has_value()) return;
-    if (admitted != nullptr) {
-      admitted->OnAdmitted();
-      admitted->Unref();
+    items.clear();
+    admitted.clear();
+    if (!PopGroup(items, admitted)) return;
+    for (IngestReactor* reactor : admitted) {
+      reactor->OnAdmitted();
+      reactor->Unref();
     }
 
-    IngestReactor& reactor = *item->reactor;
-    const uint64_t batch_id = item->batch.batch_id();
-    absl::StatusOr<InsertResult> result;
-    if (reactor.abandoned()) {
-      // The stream already ended: the sender resends this batch on its next stream.
-      result = absl::CancelledError("stream ended before the batch was written");
-    } else if (abort.HasBeenNotified()) {
-      result = absl::UnavailableError("ledger is shutting down");
-    } else {
-      std::vector<v1::UsageEvent> events;
-      events.reserve(item->batch.events_size());
-      for (v1::UsageEvent& e : *item->batch.mutable_events()) events.push_back(std::move(e));
-      result = events.empty() ? InsertResult{} : Write(store, reactor, events, batch_id);
-      if (result.ok()) {
-        metrics.events_inserted().Increment(static_cast<double>(result->inserted));
-        metrics.events_duplicate().Increment(static_cast<double>(result->duplicates));
-        const int64_t now_us = absl::ToUnixMicros(absl::Now());
-        for (const v1::UsageEvent& e : events) {
-          metrics.ingest_lag_seconds().Observe(
-              std::max<double>(0, static_cast<double>(now_us - e.time_unix_us()) / 1e6));
-        }
-      } else if (result.status().code() == absl::StatusCode::kInvalidArgument) {
-        LogError("rejected an invalid usage batch",
-                 {{"batch_id", absl::StrCat(batch_id)},
-                  {"peer", reactor.peer()},
-                  {"error", std::string(result.status().message())}});
+    live.clear();
+    batches.clear();
+    for (WorkItem& item : items) {
+      if (item.reactor->abandoned()) {
+        // The stream already ended: the sender resends this batch on its next stream.
+        Complete(item, no_events,
+                 absl::CancelledError("stream ended before the batch was written"));
+      } else if (abort.HasBeenNotified()) {
+        Complete(item, no_events, absl::UnavailableError("ledger is shutting down"));
+      } else {
+        std::vector<v1::UsageEvent>& events = batches.emplace_back();
+        events.reserve(item.batch.events_size());
+        for (v1::UsageEvent& e : *item.batch.mutable_events()) events.push_back(std::move(e));
+        live.push_back(&item);
       }
     }
-    metrics.ingest_batches(result.status()).Increment();
-    reactor.OnBatchDone(item->seq, batch_id, result);
-    reactor.Unref();
+    if (live.empty()) continue;
+
+    absl::StatusOr<std::vector<InsertResult>> results = Write(store, live, batches);
+    if (!results.ok() && results.status().code() == absl::StatusCode::kInvalidArgument &&
+        live.size() > 1) {
+      // One batch is bad: write them one at a time so that only its stream fails.
+      for (size_t i = 0; i < live.size(); ++i) {
+        if (live[i]->reactor->abandoned()) {  // e.g. an earlier batch of its stream was the bad one
+          Complete(*live[i], no_events,
+                   absl::CancelledError("stream ended before the batch was "
+                                        "written"));
+          continue;
+        }
+        absl::StatusOr<std::vector<InsertResult>> one =
+            Write(store, absl::MakeConstSpan(&live[i], 1), absl::MakeConstSpan(&batches[i], 1));
+        Complete(*live[i], batches[i],
+                 one.ok() ? absl::StatusOr<InsertResult>(one->at(0)) : one.status());
+      }
+      continue;
+    }
+    for (size_t i = 0; i < live.size(); ++i) {
+      Complete(*live[i], batches[i],
+               results.ok() ? absl::StatusOr<InsertResult>(results->at(i)) : results.status());
+    }
   }
 }
 
 namespace {
 IngestService::Options Sanitized(IngestService::Options options) {
   options.queue_capacity = std::max<size_t>(1, options.queue_capacity);
+  options.max_write_events = std::max<size_t>(1, options.max_write_events);
   return options;
 }
 }  // namespace

@@ -3,15 +3,17 @@
 // are committed to the store.
 //
 // Flow: one reactor per stream reads a batch and pushes it onto a bounded queue shared by all
-// streams; a pool of writer threads (one UsageStore, i.e. one connection, each) pops batches,
-// writes them with UsageStore::InsertBatch and hands the result back to the stream's reactor,
-// which sends acks strictly in the order the batches were read. Reactors never block: when the
-// queue is full a stream's batch is parked and the stream stops reading (HTTP/2 flow control then
-// pushes back on the gateway) until a writer makes room.
+// streams; a pool of writer threads (one UsageStore, i.e. one connection, each) pops the queued
+// batches (up to Options::max_write_events; they may come from several streams), writes them in
+// one transaction with UsageStore::InsertBatches and hands each batch's result back to its
+// stream's reactor, which sends acks strictly in the order the batches were read. Reactors never
+// block: when the queue is full a stream's batch is parked and the stream stops reading (HTTP/2
+// flow control then pushes back on the gateway) until a writer makes room.
 //
 // Failures: a batch failing with kUnavailable / kAborted / kDeadlineExceeded is retried with
 // exponential backoff for up to Options::retry_budget, then the stream ends with UNAVAILABLE.
-// An invalid batch (kInvalidArgument, e.g. a cost that does not match its usage) ends the stream
+// An invalid batch (kInvalidArgument, e.g. a cost that does not match its usage; the writer
+// finds it by writing the batches of a failed transaction one at a time) ends its stream
 // with INVALID_ARGUMENT naming the event: acks already due for batches read before it are sent
 // first, nothing read after it is acknowledged (nor written, if not yet started). Unacked
 // batches are never partially stored (one transaction per batch), so a sender resends every
@@ -36,6 +38,9 @@ class IngestService final : public v1::Ledger::CallbackService {
   struct Options {
     // Batches read but not yet taken by a writer, over all streams (at least 1).
     size_t queue_capacity = 64;
+    // A writer takes every queued batch it finds, up to this many events (always at least one
+    // batch), and commits them in one transaction: under load, fewer and larger transactions.
+    size_t max_write_events = 10000;
     // Backoff between retries of a transiently failing batch write.
     absl::Duration retry_initial_backoff = absl::Milliseconds(100);
     absl::Duration retry_max_backoff = absl::Seconds(5);

@@ -210,6 +210,79 @@ TEST_F(IngestServiceTest, GivesUpAfterTheRetryBudgetWithUnavailable) {
   EXPECT_THAT(status.error_message(), HasSubstr("down"));
 }
 
+TEST_F(IngestServiceTest, WriterCommitsQueuedBatchesTogetherWithPerBatchAcks) {
+  IngestService::Options options = FastRetries();
+  options.max_write_events = 4;
+  Start(/*writers=*/1, options);
+  SetBlocked(true);
+  grpc::ClientContext ctx;
+  std::unique_ptr<Stream> stream = stub_->Ingest(&ctx);
+  ASSERT_TRUE(stream->Write(Batch(1, {"a"})));  // taken by the writer, which blocks
+  ASSERT_TRUE(Eventually([&] {
+    absl::MutexLock lock(&state_->mu);
+    return state_->inserts_waiting == 1;
+  }));
+  // Queued meanwhile: 2 + 2 events fit in one transaction, the next 2 + 1 in another.
+  ASSERT_TRUE(stream->Write(Batch(2, {"b", "c"})));
+  ASSERT_TRUE(stream->Write(Batch(3, {"c", "a"})));  // both already stored or staged
+  ASSERT_TRUE(stream->Write(Batch(4, {"d", "d"})));
+  ASSERT_TRUE(stream->Write(Batch(5, {"e"})));
+  ASSERT_TRUE(Eventually([&] { return BatchesRead() == 5; }));
+  SetBlocked(false);
+  const std::vector<std::pair<int, int>> expected = {{1, 0}, {2, 0}, {0, 2}, {1, 1}, {1, 0}};
+  v1::IngestAck ack;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_TRUE(stream->Read(&ack));
+    EXPECT_EQ(ack.batch_id(), i + 1);
+    EXPECT_EQ(ack.inserted(), expected[i].first) << "batch " << i + 1;
+    EXPECT_EQ(ack.duplicates(), expected[i].second) << "batch " << i + 1;
+  }
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_FALSE(stream->Read(&ack));
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(StoredEvents(), 5u);
+  absl::MutexLock lock(&state_->mu);
+  EXPECT_THAT(state_->batches_per_insert, ::testing::ElementsAre(1u, 2u, 2u));
+}
+
+TEST_F(IngestServiceTest, InvalidBatchInAJointTransactionFailsOnlyItsStream) {
+  Start(/*writers=*/1);
+  SetBlocked(true);
+  grpc::ClientContext good_ctx;
+  std::unique_ptr<Stream> good = stub_->Ingest(&good_ctx);
+  ASSERT_TRUE(good->Write(Batch(1, {"g1"})));
+  ASSERT_TRUE(Eventually([&] {
+    absl::MutexLock lock(&state_->mu);
+    return state_->inserts_waiting == 1;
+  }));
+  grpc::ClientContext bad_ctx;
+  std::unique_ptr<Stream> bad_stream = stub_->Ingest(&bad_ctx);
+  v1::IngestBatch bad = Batch(1, {"fine", "bad-cost"});
+  bad.mutable_events(1)->set_cost_pico(bad.events(1).cost_pico() + 1);
+  ASSERT_TRUE(bad_stream->Write(bad));
+  ASSERT_TRUE(bad_stream->Write(Batch(2, {"after-bad"})));
+  ASSERT_TRUE(good->Write(Batch(2, {"g2"})));
+  ASSERT_TRUE(Eventually([&] { return BatchesRead() == 4; }));
+  SetBlocked(false);
+
+  v1::IngestAck ack;
+  EXPECT_FALSE(bad_stream->Read(&ack));
+  const grpc::Status status = bad_stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("bad-cost"));
+  for (uint64_t id = 1; id <= 2; ++id) {
+    ASSERT_TRUE(good->Read(&ack));
+    EXPECT_EQ(ack.batch_id(), id);
+    EXPECT_EQ(ack.inserted(), 1);
+  }
+  ASSERT_TRUE(good->WritesDone());
+  EXPECT_TRUE(good->Finish().ok());
+  absl::MutexLock lock(&state_->mu);
+  EXPECT_EQ(state_->events.count("g2"), 1u);
+  EXPECT_EQ(state_->events.count("fine"), 0u);       // the bad batch is rejected whole
+  EXPECT_EQ(state_->events.count("after-bad"), 0u);  // nothing after it is written
+}
+
 TEST_F(IngestServiceTest, FullQueueStopsReadingInsteadOfDropping) {
   IngestService::Options options = FastRetries();
   options.queue_capacity = 1;
@@ -278,7 +351,9 @@ TEST_F(IngestServiceTest, DrainCommitsAndAcksWhatWasReadThenEndsUnavailable) {
 }
 
 TEST_F(IngestServiceTest, CancelledStreamWithBatchesInFlightIsCleanedUp) {
-  Start(/*writers=*/1);
+  IngestService::Options options = FastRetries();
+  options.max_write_events = 1;  // batch 2 stays queued behind batch 1, never joins its write
+  Start(/*writers=*/1, options);
   SetBlocked(true);
   auto ctx = std::make_unique<grpc::ClientContext>();
   std::unique_ptr<Stream> stream = stub_->Ingest(ctx.get());

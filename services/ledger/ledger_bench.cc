@@ -1,16 +1,25 @@
-// Ledger benchmark (issue 4 item 9; not a test): ingest throughput into PostgreSQL through
-// PostgresUsageStore::InsertBatch (the path Ledger.Ingest writers use: COPY into staging, then
-// the exactly-once insert with the hourly rollup upsert), and spend-query latency over a month of
-// generated events. Driven by tools/bench/ledger/run.sh, which starts a throw-away PostgreSQL.
+// Ledger benchmark (issue 4 item 9; not a test): ingest throughput into PostgreSQL, and
+// spend-query latency over a month of generated events. Driven by tools/bench/ledger/run.sh,
+// which starts a throw-away PostgreSQL.
 //
-//   ledger_bench --database_url=postgresql://... [--ingest_events=400000] [--writers=2]
-//                [--batch=2000] [--query_events=10000000] [--query_runs=20]
+// Ingest runs one of two ways:
+//   --via=service (default): the Ledger.Ingest service as the ledger runs it (IngestService, its
+//     writer threads and their coalesced transactions) behind a gRPC server on loopback TCP, fed
+//     by --streams client streams (gateways), each keeping --window batches of --batch events in
+//     flight as the gateway's sender does; events/s counts acknowledged (committed) events.
+//   --via=store: PostgresUsageStore::InsertBatch called directly by --writers threads with
+//     batches of --batch events (the database path alone: COPY into staging, the exactly-once
+//     insert, the rollup upserts).
+//
+//   ledger_bench --database_url=postgresql://... [--via=service] [--ingest_events=400000]
+//                [--writers=4] [--batch=256] [--query_events=10000000] [--query_runs=20]
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <memory>
 #include <pqxx/pqxx>
+#include <semaphore>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,14 +30,25 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "prometheus/registry.h"
 #include "services/common/money.h"
 #include "services/common/request_id.h"
+#include "services/ledger/ingest_service.h"
+#include "services/ledger/ledger_metrics.h"
 #include "services/ledger/store.h"
 
 ABSL_FLAG(std::string, database_url, "", "PostgreSQL URL (a database the benchmark may fill).");
 ABSL_FLAG(int64_t, ingest_events, 400000, "Events inserted in the ingest phase.");
-ABSL_FLAG(int, writers, 2, "Concurrent writers (one connection each) in the ingest phase.");
-ABSL_FLAG(int, batch, 2000, "Events per InsertBatch.");
+ABSL_FLAG(std::string, via, "service",
+          "Ingest path: service (Ledger.Ingest over gRPC) or store (InsertBatch calls).");
+ABSL_FLAG(int, writers, 4, "Concurrent writers (one connection each) in the ingest phase.");
+ABSL_FLAG(int, batch, 256,
+          "Events per batch: per IngestBatch message (service; the gateway's default is 256) or "
+          "per InsertBatch call (store).");
+ABSL_FLAG(int, streams, 4, "Client streams (gateways) of the service ingest.");
+ABSL_FLAG(int, window, 64, "Batches each stream keeps in flight, unacknowledged (service).");
+ABSL_FLAG(int, max_write_events, 10000, "The ledger's --max_write_events (service).");
 ABSL_FLAG(int64_t, query_events, 10000000, "Events generated with SQL for the query phase.");
 ABSL_FLAG(int, query_runs, 20, "Timed runs of the spend query.");
 ABSL_FLAG(std::string, event_ids, "ordered",
@@ -74,6 +94,112 @@ v1::UsageEvent MakeEvent(int64_t i, int64_t base_us, int64_t spacing_us) {
   return e;
 }
 
+// Events [0, total) through Ledger.Ingest: an IngestService with `writers` stores behind a gRPC
+// server on loopback, `streams` client streams on their own connections. Returns false on any
+// failure (printed), or when the acks do not account for every event exactly once.
+bool IngestViaService(const PostgresUsageStore::Options& options, int64_t total, int writers,
+                      int batch, int64_t base_us, int64_t spacing_us) {
+  prometheus::Registry registry;
+  absl::StatusOr<std::unique_ptr<LedgerMetrics>> metrics = LedgerMetrics::Create(registry);
+  if (!metrics.ok()) {
+    std::fprintf(stderr, "metrics: %s\n", metrics.status().ToString().c_str());
+    return false;
+  }
+  std::vector<std::unique_ptr<UsageStore>> stores;
+  for (int w = 0; w < writers; ++w) stores.push_back(std::make_unique<PostgresUsageStore>(options));
+  IngestService::Options ingest_options;
+  ingest_options.max_write_events = static_cast<size_t>(absl::GetFlag(FLAGS_max_write_events));
+  IngestService service(std::move(stores), ingest_options, **metrics);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(16 << 20);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::fprintf(stderr, "ledger_bench: cannot start the gRPC server\n");
+    return false;
+  }
+
+  const int streams = std::max(1, absl::GetFlag(FLAGS_streams));
+  const int window = std::max(1, absl::GetFlag(FLAGS_window));
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> inserted{0};
+  std::atomic<int64_t> duplicates{0};
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> clients;
+  const absl::Time start = absl::Now();
+  for (int s = 0; s < streams; ++s) {
+    clients.emplace_back([&, s] {
+      grpc::ChannelArguments args;
+      args.SetInt("tollgate.bench_stream", s);  // a connection of its own, like one gateway each
+      std::unique_ptr<v1::Ledger::Stub> stub = v1::Ledger::NewStub(grpc::CreateCustomChannel(
+          absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(), args));
+      grpc::ClientContext ctx;
+      std::unique_ptr<grpc::ClientReaderWriter<v1::IngestBatch, v1::IngestAck>> stream =
+          stub->Ingest(&ctx);
+      std::counting_semaphore<> room(window);
+      std::atomic<int64_t> sent{0};
+      std::atomic<bool> ended{false};
+      std::thread reader([&] {
+        v1::IngestAck ack;
+        while (stream->Read(&ack)) {
+          inserted += ack.inserted();
+          duplicates += ack.duplicates();
+          sent.fetch_sub(1);
+          room.release();
+        }
+        ended = true;
+        room.release(window);  // a writer waiting for room sees the end
+      });
+      v1::IngestBatch message;
+      uint64_t batch_id = 0;
+      for (;;) {
+        const int64_t first = next.fetch_add(batch);
+        if (first >= total) break;
+        message.Clear();
+        message.set_batch_id(++batch_id);
+        for (int64_t i = first; i < std::min(total, first + batch); ++i) {
+          *message.add_events() = MakeEvent(i, base_us, spacing_us);
+        }
+        room.acquire();
+        if (ended) break;
+        sent.fetch_add(1);
+        if (!stream->Write(message)) break;
+      }
+      stream->WritesDone();
+      reader.join();
+      const grpc::Status status = stream->Finish();
+      if (!status.ok() || sent.load() != 0) {
+        std::fprintf(stderr, "stream %d: %s (%lld batches unacknowledged)\n", s,
+                     status.error_message().c_str(), static_cast<long long>(sent.load()));
+        failed = true;
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  service.Stop();
+  if (failed) return false;
+  if (inserted.load() != total || duplicates.load() != 0) {
+    std::fprintf(stderr, "acks account for %lld inserted and %lld duplicates, not %lld new\n",
+                 static_cast<long long>(inserted.load()), static_cast<long long>(duplicates.load()),
+                 static_cast<long long>(total));
+    return false;
+  }
+  const prometheus::ClientMetric::Histogram writes =
+      (*metrics)->db_write_events().Collect().histogram;
+  std::printf(
+      "ingest via Ledger.Ingest (gRPC, loopback): %lld events, %d streams x %d batches of %d in "
+      "flight, %d writers: %.2f s = %.0f events/s (%llu transactions, %.0f events each on "
+      "average)\n",
+      static_cast<long long>(total), streams, window, batch, writers, seconds, total / seconds,
+      static_cast<unsigned long long>(writes.sample_count),
+      writes.sample_count == 0 ? 0.0 : writes.sample_sum / writes.sample_count);
+  return true;
+}
+
 int Run() {
   const std::string url = absl::GetFlag(FLAGS_database_url);
   if (url.empty()) {
@@ -96,36 +222,46 @@ int Run() {
   const int writers = absl::GetFlag(FLAGS_writers);
   const int batch = absl::GetFlag(FLAGS_batch);
   const int64_t base_us = int64_t{1'735'689'600} * 1'000'000;  // 2025-01-01
-  const int64_t spacing_us = std::max<int64_t>(1, int64_t{86'400'000'000} / std::max<int64_t>(1, total));
-  std::atomic<int64_t> next{0};
-  std::atomic<bool> failed{false};
-  std::vector<std::thread> threads;
-  const absl::Time start = absl::Now();
-  for (int w = 0; w < writers; ++w) {
-    threads.emplace_back([&] {
-      PostgresUsageStore store(options);
-      std::vector<v1::UsageEvent> events;
-      for (;;) {
-        const int64_t first = next.fetch_add(batch);
-        if (first >= total) return;
-        events.clear();
-        for (int64_t i = first; i < std::min(total, first + batch); ++i) {
-          events.push_back(MakeEvent(i, base_us, spacing_us));
+  const int64_t spacing_us =
+      std::max<int64_t>(1, int64_t{86'400'000'000} / std::max<int64_t>(1, total));
+  const std::string via = absl::GetFlag(FLAGS_via);
+  if (via == "service") {
+    if (!IngestViaService(options, total, writers, batch, base_us, spacing_us)) return 1;
+  } else if (via == "store") {
+    std::atomic<int64_t> next{0};
+    std::atomic<bool> failed{false};
+    std::vector<std::thread> threads;
+    const absl::Time start = absl::Now();
+    for (int w = 0; w < writers; ++w) {
+      threads.emplace_back([&] {
+        PostgresUsageStore store(options);
+        std::vector<v1::UsageEvent> events;
+        for (;;) {
+          const int64_t first = next.fetch_add(batch);
+          if (first >= total) return;
+          events.clear();
+          for (int64_t i = first; i < std::min(total, first + batch); ++i) {
+            events.push_back(MakeEvent(i, base_us, spacing_us));
+          }
+          absl::StatusOr<InsertResult> r = store.InsertBatch(events);
+          if (!r.ok()) {
+            std::fprintf(stderr, "insert: %s\n", r.status().ToString().c_str());
+            failed = true;
+            return;
+          }
         }
-        absl::StatusOr<InsertResult> r = store.InsertBatch(events);
-        if (!r.ok()) {
-          std::fprintf(stderr, "insert: %s\n", r.status().ToString().c_str());
-          failed = true;
-          return;
-        }
-      }
-    });
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    if (failed) return 1;
+    const double ingest_s = absl::ToDoubleSeconds(absl::Now() - start);
+    std::printf(
+        "ingest via InsertBatch: %lld events, %d writers, batch %d: %.2f s = %.0f events/s\n",
+        static_cast<long long>(total), writers, batch, ingest_s, total / ingest_s);
+  } else {
+    std::fprintf(stderr, "ledger_bench: --via must be service or store\n");
+    return 2;
   }
-  for (std::thread& t : threads) t.join();
-  if (failed) return 1;
-  const double ingest_s = absl::ToDoubleSeconds(absl::Now() - start);
-  std::printf("ingest: %lld events, %d writers, batch %d: %.2f s = %.0f events/s\n",
-              static_cast<long long>(total), writers, batch, ingest_s, total / ingest_s);
 
   // ---- Query: a month of generated events (2024-03-01 .. 2024-03-31). ----
   const int64_t n = absl::GetFlag(FLAGS_query_events);

@@ -47,6 +47,13 @@ absl::StatusOr<std::unique_ptr<LedgerMetrics>> LedgerMetrics::Create(
                                  .Help("Events per ingest batch read")
                                  .Register(registry)
                                  .Add({}, BatchSizeBuckets());
+    m->db_write_events_ = &prometheus::BuildHistogram()
+                               .Name("tollgate_ledger_db_write_events")
+                               .Help(
+                                   "Events per batch write transaction (the queued batches a "
+                                   "writer commits together)")
+                               .Register(registry)
+                               .Add({}, BatchSizeBuckets());
     m->db_write_seconds_ = &prometheus::BuildHistogram()
                                 .Name("tollgate_ledger_db_write_seconds")
                                 .Help(

@@ -6,20 +6,22 @@
 //   tollgate_ledger_ingest_queue_depth            batches waiting for a writer
 //   tollgate_ledger_ingest_streams                open Ingest streams
 //   tollgate_ledger_ingest_batch_size             events per batch read
-//   tollgate_ledger_db_write_seconds              one InsertBatch attempt
+//   tollgate_ledger_db_write_events               events per write transaction (batches coalesced)
+//   tollgate_ledger_db_write_seconds              one write transaction attempt
 //   tollgate_ledger_ingest_lag_seconds            commit time - event time, per event
-//   tollgate_ledger_ingest_retries_total          InsertBatch attempts retried after a transient
-//   error tollgate_ledger_spend_queries_total{result="ok"|<lower-case status code>}
+//   tollgate_ledger_ingest_retries_total          write attempts retried after a transient error
+//   tollgate_ledger_spend_queries_total{result="ok"|<lower-case status code>}
 //   tollgate_ledger_spend_query_seconds           one spend query, queueing included
 //
 // QuotaMetrics (quotas, docs/budgets.md), per quota in its current window, in the quota's unit
 // (USD as a decimal, tokens, requests), labels {quota, team, scope, unit, period}:
-//   tollgate_ledger_budget_limit, tollgate_ledger_budget_spent (recorded spend; for minute windows what leases
-//   hold), tollgate_ledger_budget_remaining (limit - max(spent, committed), >= 0),
+//   tollgate_ledger_budget_limit, tollgate_ledger_budget_spent (recorded spend; for minute windows
+//   what leases hold), tollgate_ledger_budget_remaining (limit - max(spent, committed), >= 0),
 //   tollgate_ledger_budget_used_ratio (max(spent, committed) / limit)
-//   tollgate_ledger_budget_alerts_total{quota, percent}   alert thresholds crossed (fired by this replica)
-//   tollgate_ledger_quota_leases_granted_total{unit}      Lease updates that granted more allowance
-//   tollgate_ledger_quota_lease_exhausted_total           Lease updates refused: the window is spent
+//   tollgate_ledger_budget_alerts_total{quota, percent}   alert thresholds crossed (fired by this
+//   replica) tollgate_ledger_quota_leases_granted_total{unit}      Lease updates that granted more
+//   allowance tollgate_ledger_quota_lease_exhausted_total           Lease updates refused: the
+//   window is spent
 //
 // Thread-safe (prometheus-cpp metrics are).
 
@@ -51,6 +53,7 @@ class LedgerMetrics {
   prometheus::Gauge& ingest_queue_depth() { return *ingest_queue_depth_; }
   prometheus::Gauge& ingest_streams() { return *ingest_streams_; }
   prometheus::Histogram& ingest_batch_size() { return *ingest_batch_size_; }
+  prometheus::Histogram& db_write_events() { return *db_write_events_; }
   prometheus::Histogram& db_write_seconds() { return *db_write_seconds_; }
   prometheus::Histogram& ingest_lag_seconds() { return *ingest_lag_seconds_; }
   prometheus::Counter& ingest_retries() { return *ingest_retries_; }
@@ -69,6 +72,7 @@ class LedgerMetrics {
   prometheus::Gauge* ingest_queue_depth_ = nullptr;
   prometheus::Gauge* ingest_streams_ = nullptr;
   prometheus::Histogram* ingest_batch_size_ = nullptr;
+  prometheus::Histogram* db_write_events_ = nullptr;
   prometheus::Histogram* db_write_seconds_ = nullptr;
   prometheus::Histogram* ingest_lag_seconds_ = nullptr;
   prometheus::Counter* ingest_retries_ = nullptr;

@@ -56,6 +56,10 @@ ABSL_FLAG(int, writers, 4,
 ABSL_FLAG(int, queue_capacity, 64,
           "Ingest batches read but not yet taken by a writer, over all streams. When full, "
           "streams stop reading (backpressure) instead of dropping.");
+ABSL_FLAG(int, max_write_events, 10000,
+          "Most events a writer commits in one transaction: it takes every queued batch it finds "
+          "(from any stream) up to this many events, so a backlog drains in few large "
+          "transactions. At least one batch is always taken whatever its size.");
 ABSL_FLAG(int, query_threads, 2, "Spend-query threads, each with its own PostgreSQL connection.");
 ABSL_FLAG(int, max_pending_queries, 64,
           "Spend queries waiting for a query thread; more get RESOURCE_EXHAUSTED.");
@@ -114,10 +118,11 @@ ABSL_FLAG(int, quota_lease_term_ms, 30000,
           "of per-minute windows end at most 5 s after their window). A lease that lapses without "
           "being released keeps counting at its granted amount until its window ends "
           "(docs/budgets.md).");
-ABSL_FLAG(int, quota_state_interval_ms, 5000,
-          "How often the ledger computes every budget's state in its current window: the "
-          "tollgate_ledger_budget_* gauges and the 'budget alert' log lines when an alert threshold is "
-          "crossed (each fires once per window, on one replica).");
+ABSL_FLAG(
+    int, quota_state_interval_ms, 5000,
+    "How often the ledger computes every budget's state in its current window: the "
+    "tollgate_ledger_budget_* gauges and the 'budget alert' log lines when an alert threshold is "
+    "crossed (each fires once per window, on one replica).");
 
 namespace tollgate::ledger {
 namespace {
@@ -175,6 +180,8 @@ int Run() {
   const int query_threads = absl::GetFlag(FLAGS_query_threads);
   if (writers < 1 || writers > 64) return Fail("--writers must be between 1 and 64");
   if (queue_capacity < 1) return Fail("--queue_capacity must be at least 1");
+  const int max_write_events = absl::GetFlag(FLAGS_max_write_events);
+  if (max_write_events < 1) return Fail("--max_write_events must be at least 1");
   if (query_threads < 1 || query_threads > 64) {
     return Fail("--query_threads must be between 1 and 64");
   }
@@ -261,6 +268,7 @@ int Run() {
   for (int i = 0; i < writers; ++i) writer_stores.push_back(make_store());
   IngestService::Options ingest_options;
   ingest_options.queue_capacity = static_cast<size_t>(queue_capacity);
+  ingest_options.max_write_events = static_cast<size_t>(max_write_events);
   ingest_options.retry_budget = absl::Seconds(absl::GetFlag(FLAGS_ingest_retry_budget_s));
   IngestService ingest(std::move(writer_stores), ingest_options, **metrics);
 

@@ -149,7 +149,9 @@ constexpr std::string_view kRollupTokenColumns[] = {
     "input_tokens",          "cached_input_tokens", "cache_write_5m_tokens",
     "cache_write_1h_tokens", "output_tokens",       "reasoning_tokens"};
 
-std::string InsertFromStagingSql() {
+// `result` is what the statement returns after the inserts (the text after SELECT, over the CTEs
+// new_ids and ins).
+std::string InsertFromStagingSql(std::string_view result) {
   std::vector<std::string> targets;
   std::vector<std::string> values;
   for (const StagingColumn& c : kStagingColumns) {
@@ -195,7 +197,7 @@ std::string InsertFromStagingSql() {
       "roll_daily AS (INSERT INTO usage_rollups_daily AS r (day, ", dims, ", requests", token_cols,
       ", cost_usd) SELECT date_trunc('day', ts, 'UTC'), ", dims, ", count(*)", sums,
       ", sum(cost_usd) FROM ins GROUP BY 1, ", dims, " ORDER BY 1, ", dims, " ON CONFLICT (day, ",
-      dims, ") DO UPDATE SET ", updates, " RETURNING 1) ", "SELECT count(*)::bigint FROM ins");
+      dims, ") DO UPDATE SET ", updates, " RETURNING 1) ", "SELECT ", std::string(result));
 }
 
 std::vector<std::string> StagingColumnNames() {
@@ -405,10 +407,13 @@ absl::Status PostgresUsageStore::EnsurePartition(int64_t month_start_unix_s) {
   return absl::OkStatus();
 }
 
-absl::Status PostgresUsageStore::EnsurePartitionsFor(const std::vector<v1::UsageEvent>& events) {
+absl::Status PostgresUsageStore::EnsurePartitionsFor(
+    absl::Span<const std::vector<v1::UsageEvent>> batches) {
   std::set<int64_t> months;
-  for (const v1::UsageEvent& e : events) {
-    months.insert(MonthStartUnixS(MonthOf(absl::FromUnixMicros(e.time_unix_us()))));
+  for (const std::vector<v1::UsageEvent>& events : batches) {
+    for (const v1::UsageEvent& e : events) {
+      months.insert(MonthStartUnixS(MonthOf(absl::FromUnixMicros(e.time_unix_us()))));
+    }
   }
   for (int64_t m : months) {
     if (impl_->known_partitions.count(m) == 0) TOLLGATE_RETURN_IF_ERROR(EnsurePartition(m));
@@ -451,44 +456,67 @@ absl::StatusOr<PartitionMaintenance> PostgresUsageStore::MaintainPartitions(absl
   return result;
 }
 
-absl::StatusOr<InsertResult> PostgresUsageStore::InsertBatch(
-    const std::vector<v1::UsageEvent>& events) {
-  if (events.empty()) return InsertResult{};
-  for (const v1::UsageEvent& e : events) TOLLGATE_RETURN_IF_ERROR(ValidateUsageEvent(e));
-  // A repeated id within the batch counts as a duplicate, like a replay of a stored one.
-  std::vector<const v1::UsageEvent*> unique;
-  unique.reserve(events.size());
+absl::StatusOr<InsertResult> UsageStore::InsertBatch(const std::vector<v1::UsageEvent>& events) {
+  TOLLGATE_ASSIGN_OR_RETURN(std::vector<InsertResult> results,
+                            InsertBatches(absl::MakeConstSpan(&events, 1)));
+  return results.at(0);
+}
+
+absl::StatusOr<std::vector<InsertResult>> PostgresUsageStore::InsertBatches(
+    absl::Span<const std::vector<v1::UsageEvent>> batches) {
+  std::vector<InsertResult> results(batches.size());
+  size_t total = 0;
+  for (const std::vector<v1::UsageEvent>& batch : batches) {
+    for (const v1::UsageEvent& e : batch) TOLLGATE_RETURN_IF_ERROR(ValidateUsageEvent(e));
+    total += batch.size();
+  }
+  if (total == 0) return results;
+  // A repeated id within the call counts as a duplicate, like a replay of a stored one; the first
+  // occurrence is the one staged (and credited to its batch if it is new).
+  struct Staged {
+    const v1::UsageEvent* event;
+    size_t batch;
+  };
+  std::vector<Staged> unique;
+  unique.reserve(total);
   std::unordered_set<std::string_view> seen;
-  for (const v1::UsageEvent& e : events) {
-    if (seen.insert(e.event_id()).second) unique.push_back(&e);
+  seen.reserve(total);
+  for (size_t b = 0; b < batches.size(); ++b) {
+    for (const v1::UsageEvent& e : batches[b]) {
+      if (seen.insert(e.event_id()).second) unique.push_back({&e, b});
+    }
   }
 
-  TOLLGATE_RETURN_IF_ERROR(EnsurePartitionsFor(events));
+  TOLLGATE_RETURN_IF_ERROR(EnsurePartitionsFor(batches));
 
   static const std::string kCreateStaging = CreateStagingSql();
-  static const std::string kInsert = InsertFromStagingSql();
+  // One batch needs only the count of new rows; several need to know which events were new.
+  static const std::string kInsertCount = InsertFromStagingSql("count(*)::bigint FROM ins");
+  static const std::string kInsertIds = InsertFromStagingSql("event_id FROM new_ids");
   static const std::vector<std::string> kColumns = StagingColumnNames();
+  const bool single = batches.size() == 1;
 
-  absl::StatusOr<int64_t> inserted = impl_->Run<int64_t>(
-      "insert usage batch", [&](pqxx::connection& c) -> absl::StatusOr<int64_t> {
+  absl::StatusOr<pqxx::result> inserted = impl_->Run<pqxx::result>(
+      "insert usage batch", [&](pqxx::connection& c) -> absl::StatusOr<pqxx::result> {
         const int pid = c.backendpid();
         pqxx::work txn(c);
         if (impl_->staging_backend_pid != pid) txn.exec(kCreateStaging);
         {
           pqxx::stream_to copy(txn, kStagingTable, kColumns);
           StagingRow row;
-          for (const v1::UsageEvent* e : unique) {
-            for (size_t i = 0; i < kStagingColumnCount; ++i) row[i] = kStagingColumns[i].value(*e);
+          for (const Staged& u : unique) {
+            for (size_t i = 0; i < kStagingColumnCount; ++i) {
+              row[i] = kStagingColumns[i].value(*u.event);
+            }
             copy << row;
           }
           copy.complete();
         }
-        const pqxx::result r = txn.exec(kInsert);
-        const auto rows = r.at(0).at(0).as<int64_t>();
+        pqxx::result r = txn.exec(single ? kInsertCount : kInsertIds);
         txn.commit();
         // Only now: a rolled-back transaction would have taken the CREATE with it.
         impl_->staging_backend_pid = pid;
-        return rows;
+        return r;
       });
   if (!inserted.ok()) {
     // A partition may have been dropped by retention behind this connection's back: check again
@@ -496,10 +524,20 @@ absl::StatusOr<InsertResult> PostgresUsageStore::InsertBatch(
     impl_->known_partitions.clear();
     return inserted.status();
   }
-  InsertResult result;
-  result.inserted = *inserted;
-  result.duplicates = static_cast<int64_t>(events.size()) - *inserted;
-  return result;
+  if (single) {
+    results[0].inserted = inserted->at(0).at(0).as<int64_t>();
+  } else {
+    std::unordered_set<std::string_view> new_ids;
+    new_ids.reserve(inserted->size());
+    for (const pqxx::row& r : *inserted) new_ids.emplace(r[0].c_str(), r[0].size());
+    for (const Staged& u : unique) {
+      if (new_ids.count(u.event->event_id()) != 0) ++results[u.batch].inserted;
+    }
+  }
+  for (size_t b = 0; b < batches.size(); ++b) {
+    results[b].duplicates = static_cast<int64_t>(batches[b].size()) - results[b].inserted;
+  }
+  return results;
 }
 
 absl::StatusOr<v1::SpendResponse> PostgresUsageStore::QuerySpend(const v1::SpendQuery& query,

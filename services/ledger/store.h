@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "services/ledger/spend_query.h"
 #include "tollgate/v1/ledger.pb.h"
 
@@ -48,10 +49,16 @@ class UsageStore {
   // replicas; a no-op when everything is applied.
   virtual absl::Status Migrate() = 0;
 
-  // Stores `events` atomically (all or none), idempotently on event_id: inserted + duplicates ==
-  // events.size(). Every event is checked with ValidateUsageEvent first, and one bad event rejects
-  // the whole batch with kInvalidArgument naming it. An empty batch succeeds without I/O.
-  virtual absl::StatusOr<InsertResult> InsertBatch(const std::vector<v1::UsageEvent>& events) = 0;
+  // Stores every event of `batches` in one transaction (all or none), idempotently on event_id,
+  // and returns one result per batch, in order: for each, inserted + duplicates == its size. An id
+  // repeated within the call counts as a duplicate in every batch after its first occurrence.
+  // Every event is checked with ValidateUsageEvent first, and one bad event rejects the whole call
+  // with kInvalidArgument naming it. Empty batches succeed without I/O.
+  virtual absl::StatusOr<std::vector<InsertResult>> InsertBatches(
+      absl::Span<const std::vector<v1::UsageEvent>> batches) = 0;
+
+  // InsertBatches for one batch.
+  absl::StatusOr<InsertResult> InsertBatch(const std::vector<v1::UsageEvent>& events);
 
   // Runs a spend query (see spend_query.h for the semantics). The statement is cancelled after
   // `timeout` (absl::InfiniteDuration(): the store's default). The response echoes group_by; cost
@@ -116,7 +123,9 @@ class PostgresUsageStore final : public UsageStore {
   absl::Status Connect();
 
   absl::Status Migrate() override;
-  absl::StatusOr<InsertResult> InsertBatch(const std::vector<v1::UsageEvent>& events) override;
+  absl::StatusOr<std::vector<InsertResult>> InsertBatches(
+      absl::Span<const std::vector<v1::UsageEvent>> batches) override;
+  using UsageStore::InsertBatch;
   absl::StatusOr<v1::SpendResponse> QuerySpend(const v1::SpendQuery& query,
                                                absl::Duration timeout) override;
   absl::StatusOr<v1::RepriceResponse> Reprice(const v1::RepriceRequest& request,
@@ -153,7 +162,7 @@ class PostgresUsageStore final : public UsageStore {
 
  private:
   absl::Status EnsurePartition(int64_t month_start_unix_s);
-  absl::Status EnsurePartitionsFor(const std::vector<v1::UsageEvent>& events);
+  absl::Status EnsurePartitionsFor(absl::Span<const std::vector<v1::UsageEvent>> batches);
 
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -20,9 +20,9 @@
 #include "services/common/money.h"
 #include "services/ledger/focus.h"
 #include "services/ledger/migrations.h"
+#include "services/ledger/postgres_test_fixture.h"
 #include "services/ledger/spend_math.h"
 #include "services/ledger/spend_query.h"
-#include "services/ledger/postgres_test_fixture.h"
 #include "services/ledger/test_events.h"
 
 namespace tollgate::ledger {
@@ -83,7 +83,6 @@ class PostgresUsageStoreTest : public PostgresDatabaseTest {
 
   std::unique_ptr<PostgresUsageStore> store_;
 };
-
 
 TEST_F(PostgresUsageStoreTest, MigrateTwiceIsANoOp) {
   std::vector<std::string> expected;
@@ -153,6 +152,40 @@ TEST_F(PostgresUsageStoreTest, InsertIsIdempotentOnEventId) {
   absl::StatusOr<InsertResult> empty = store_->InsertBatch({});
   ASSERT_TRUE(empty.ok());
   EXPECT_EQ(empty->inserted + empty->duplicates, 0);
+}
+
+TEST_F(PostgresUsageStoreTest, InsertBatchesCommitsTogetherAndCountsPerBatch) {
+  ASSERT_TRUE(store_->InsertBatch({MakeTestEvent("old", "t", "f", 7, 3)}).ok());
+  const std::vector<std::vector<v1::UsageEvent>> batches = {
+      {MakeTestEvent("a", "t", "f", 10, 5), MakeTestEvent("b", "t", "f", 20, 5)},
+      {},
+      // "b" was first staged by batch 0, "old" is stored already, "c" repeats within the batch.
+      {MakeTestEvent("b", "t", "f", 20, 5), MakeTestEvent("old", "t", "f", 7, 3),
+       MakeTestEvent("c", "t", "g", 1, 1), MakeTestEvent("c", "t", "g", 1, 1)},
+      {MakeTestEvent("d", "u", "f", 3, 2)},
+  };
+  absl::StatusOr<std::vector<InsertResult>> results = store_->InsertBatches(batches);
+  ASSERT_TRUE(results.ok()) << results.status();
+  ASSERT_EQ(results->size(), 4u);
+  EXPECT_EQ((*results)[0].inserted, 2);
+  EXPECT_EQ((*results)[0].duplicates, 0);
+  EXPECT_EQ((*results)[1].inserted + (*results)[1].duplicates, 0);
+  EXPECT_EQ((*results)[2].inserted, 1);
+  EXPECT_EQ((*results)[2].duplicates, 3);
+  EXPECT_EQ((*results)[3].inserted, 1);
+  EXPECT_EQ((*results)[3].duplicates, 0);
+  EXPECT_EQ(Sql("SELECT count(*) FROM usage_events"), "5");
+  // The rollups saw each new event once.
+  EXPECT_EQ(Sql("SELECT sum(requests) FROM usage_rollups_hourly"), "5");
+  EXPECT_EQ(Sql("SELECT sum(input_tokens) FROM usage_rollups_hourly"), "41");
+
+  // One bad event anywhere rejects the whole call: nothing of the other batches is stored.
+  v1::UsageEvent bad = MakeTestEvent("bad", "t", "f", 1000, 500);
+  bad.set_cost_pico(bad.cost_pico() + 1);
+  absl::StatusOr<std::vector<InsertResult>> rejected =
+      store_->InsertBatches({{MakeTestEvent("e", "t", "f", 1, 1)}, {bad}});
+  EXPECT_EQ(rejected.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Sql("SELECT count(*) FROM usage_events"), "5");
 }
 
 TEST_F(PostgresUsageStoreTest, StoresEveryFieldExactly) {
