@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
 #include <optional>
+#include <sstream>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -24,8 +24,8 @@
 #include "boost/json/parse.hpp"
 #include "services/common/logging.h"
 #include "services/common/money.h"
-#include "services/common/request_id.h"
 #include "services/common/price_schedule.h"
+#include "services/common/request_id.h"
 #include "services/gateway/attribution.h"
 #include "services/gateway/http_util.h"
 #include "services/gateway/messages_ingress.h"
@@ -205,20 +205,6 @@ asio::awaitable<bool> WriteLastChunk(beast::tcp_stream& stream, std::chrono::mil
   stream.expires_after(timeout);
   auto [ec, n] = co_await asio::async_write(stream, http::make_chunk_last(), kUseTuple);
   co_return !ec;
-}
-
-// Calls `enqueue(on_written)` and resumes the calling coroutine, on `executor`, once on_written
-// was called (from any thread: the spool's writer calls it after write()). The I/O thread is
-// never blocked meanwhile. on_written must be called exactly once.
-template <typename Enqueue>
-asio::awaitable<void> AwaitWritten(asio::any_io_executor executor, Enqueue enqueue) {
-  co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(
-      [executor, &enqueue](auto handler) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        enqueue(std::function<void()>(
-            [executor, shared]() { asio::post(executor, std::move(*shared)); }));
-      },
-      asio::use_awaitable);
 }
 
 }  // namespace
@@ -893,7 +879,8 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, Ups
       // Some dialects say when to retry only in the body (Gemini's RetryInfo.retryDelay).
       absl::StatusOr<std::string> body = co_await exchange.ReadAll(kMaxPassthroughBodyBytes);
       if (body.ok()) last.retry_after_ms = provider->RetryAfterMsFromBody(*body);
-      if (last.retry_after_ms > 0) last.retry_after = absl::StrCat((last.retry_after_ms + 999) / 1000);
+      if (last.retry_after_ms > 0)
+        last.retry_after = absl::StrCat((last.retry_after_ms + 999) / 1000);
     }
     exchange.Finish();  // body unread (or read for its delay): the connection is closed
     fail(status, UpstreamErrorKind::kNone, status == 429 ? "http_429" : "http_5xx",
@@ -944,7 +931,7 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::Attempt(ChatContext& ctx, Ups
     HttpResponse response(static_cast<http::status>(status), 11);
     response.set(http::field::content_type, "application/json");
     SetServedHeaders(response, ctx.request_id, d, ctx.route_reason);
-  SetRateLimitHeaders(response, ctx);
+    SetRateLimitHeaders(response, ctx);
     SetRateLimitHeaders(response, ctx);
     response.keep_alive(ctx.keep_alive);
     response.body() = ctx.ingress == ChatIngress::kMessages ? MessagesErrorBody(status, error.body)
@@ -1031,9 +1018,9 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeNonStream(ChatContext& c
       response.body() = std::move(*message);
     } else {
       // Recorded as served (the upstream did the work); the client learns the answer was lost.
-      LogError("cannot translate the answer for /v1/messages",
-               {{"request_id", ctx.request_id},
-                {"error", std::string(message.status().message())}});
+      LogError(
+          "cannot translate the answer for /v1/messages",
+          {{"request_id", ctx.request_id}, {"error", std::string(message.status().message())}});
       response.result(http::status::bad_gateway);
       response.body() = MessagesErrorBody(
           502, ErrorBody("The upstream answer could not be translated to the Messages API.",
@@ -1044,9 +1031,7 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeNonStream(ChatContext& c
   }
   // Durability contract: the usage event reaches the spool's file (write(), which survives a
   // crash of the process) before the client can see the answer.
-  co_await AwaitWritten(ctx.session->executor(), [&](std::function<void()> on_written) {
-    Record(ctx, &d, 200, "", usage, cost, std::move(on_written));
-  });
+  Record(ctx, &d, 200, "", usage, cost);
   ctx.session->Reply(std::move(response));
   co_return Outcome::kDone;
 }
@@ -1120,7 +1105,7 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
   // Builds and enqueues the usage event. Durability contract: it runs, and the event is in the
   // spool's file, before the client can see the end of the stream ("[DONE]" or the terminating
   // chunk), so a client that saw the end has its request recorded.
-  auto record_end = [&](std::function<void()> on_written) {
+  auto record_end = [&]() {
     recorded = true;
     record->set_latency_us(Micros(Clock::now() - attempt_start));
     std::string error_code;
@@ -1152,15 +1137,13 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
     }
     ReportOutcome(ctx, d, start_unix_ms, exchange.status(), kind, record->latency_us(),
                   attempt_ttft_us, &final_usage, 0);
-    Record(ctx, &d, 200, error_code, final_usage, cost, std::move(on_written));
+    Record(ctx, &d, 200, error_code, final_usage, cost);
   };
-  const asio::any_io_executor executor = ctx.session->executor();
-
   // The end of a complete stream: the usage event is recorded first (durability contract),
   // then the Anthropic ingress closes its message with the recorded usage.
-  auto end_complete = [&]() -> asio::awaitable<void> {
-    if (recorded) co_return;
-    co_await AwaitWritten(executor, record_end);
+  auto end_complete = [&]() {
+    if (recorded) return;
+    record_end();
     if (messages) encoder->Finish(recorded_usage, out);
   };
 
@@ -1175,13 +1158,13 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
       parser.Finish(on_event);
       translator->Finish(messages ? translated : out);
       encode();
-      if (progress.done || progress.error) co_await end_complete();
+      if (progress.done || progress.error) end_complete();
       if (!out.empty()) client_gone = !co_await WriteChunk(client, out, client_timeout);
       break;
     }
     const absl::Status fed = parser.Feed(*piece, on_event);
     encode();
-    if (progress.done || progress.error) co_await end_complete();
+    if (progress.done || progress.error) end_complete();
     // Forward at once what arrived: one chunk per upstream read, never held back.
     if (!out.empty()) client_gone = !co_await WriteChunk(client, out, client_timeout);
     if (!fed.ok()) {
@@ -1203,7 +1186,7 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
     client_gone = !co_await WriteChunk(client, event, client_timeout);
   }
   if (!recorded) {
-    co_await AwaitWritten(executor, record_end);
+    record_end();
     if (messages && !client_gone && broken.ok()) {
       // The upstream closed without its end marker: close the Anthropic message all the same.
       out.clear();
@@ -1259,7 +1242,7 @@ void ChatHandler::FailAllAttempts(ChatContext& ctx, const Failure& last) {
 
 void ChatHandler::Record(ChatContext& ctx, const v1::Deployment* served, unsigned http_status,
                          std::string_view error_code, const v1::TokenUsage& usage,
-                         int64_t cost_pico, std::function<void()> on_written) {
+                         int64_t cost_pico) {
   const Clock::duration total = Clock::now() - ctx.start;
   if (ctx.reservation != nullptr) {
     quotas_->Settle(*ctx.reservation,
@@ -1292,9 +1275,8 @@ void ChatHandler::Record(ChatContext& ctx, const v1::Deployment* served, unsigne
   }
   if (served != nullptr) {
     metrics_->RecordTokens(usage, ctx.model_label, provider, team);
-    metrics_->RecordCost(cost_pico, team, event->attribution().feature(), ctx.model_label,
-                         provider, event->attribution().customer(),
-                         event->attribution().api_key_id());
+    metrics_->RecordCost(cost_pico, team, event->attribution().feature(), ctx.model_label, provider,
+                         event->attribution().customer(), event->attribution().api_key_id());
     const v1::Attempt& last = event->attempts(event->attempts_size() - 1);
     metrics_->ObserveUpstreamDuration(provider, static_cast<double>(last.latency_us()) / 1e6);
     if (event->ttft_us() > 0) {
@@ -1303,17 +1285,19 @@ void ChatHandler::Record(ChatContext& ctx, const v1::Deployment* served, unsigne
   }
   metrics_->ObserveOverhead(std::max(0.0, Seconds(total - upstream)));
 
-  LogInfo("request", {{"request_id", event->request_id()},
-                      {"route", ctx.route_path},
-                      {"status", absl::StrCat(http_status)},
-                      {"model", event->requested_model()},
-                      {"deployment", deployment},
-                      {"attempts", absl::StrCat(event->attempts_size())},
-                      {"stream", event->stream() ? "true" : "false"},
-                      {"team", team},
-                      {"latency_us", absl::StrCat(event->latency_us())},
-                      {"error_code", error_code}});
-  ledger_->Enqueue(std::move(event), std::move(on_written));
+  if (options_.access_log) {
+    LogInfo("request", {{"request_id", event->request_id()},
+                        {"route", ctx.route_path},
+                        {"status", absl::StrCat(http_status)},
+                        {"model", event->requested_model()},
+                        {"deployment", deployment},
+                        {"attempts", absl::StrCat(event->attempts_size())},
+                        {"stream", event->stream() ? "true" : "false"},
+                        {"team", team},
+                        {"latency_us", absl::StrCat(event->latency_us())},
+                        {"error_code", error_code}});
+  }
+  ledger_->Enqueue(std::move(event));
 }
 
 }  // namespace tollgate::gateway

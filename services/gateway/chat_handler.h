@@ -113,6 +113,9 @@ struct ChatHandlerOptions {
   bool snapshot_routing_only = false;
   size_t max_upstream_body_bytes = 16 * 1024 * 1024;
   size_t max_stream_event_bytes = 1024 * 1024;
+  // One structured "request" log line (info) per request. The usage event in the ledger and
+  // the metrics hold the same facts; off saves a log-thread hand-off and a write per request.
+  bool access_log = true;
 };
 
 struct ChatContext;
@@ -177,12 +180,10 @@ class ChatHandler {
   // Reserves the request's worst case under its hard quotas; false when refused (answered).
   boost::asio::awaitable<bool> AdmitQuotas(ChatContext& ctx);
   void FailAllAttempts(ChatContext& ctx, const Failure& last);
-  // Records the request's outcome: usage event to the ledger, metrics, log line. Moves
-  // ctx.event out. `on_written` goes to LedgerClient::Enqueue: called (from any thread) once the
-  // event is in the spool's file, or at once without a spool / when the event is dropped.
+  // Records the request's outcome: usage event to the ledger (in the spool's file when this
+  // returns, see LedgerClient::Enqueue), metrics, log line. Moves ctx.event out.
   void Record(ChatContext& ctx, const v1::Deployment* served, unsigned http_status,
-              std::string_view error_code, const v1::TokenUsage& usage, int64_t cost_pico,
-              std::function<void()> on_written = nullptr);
+              std::string_view error_code, const v1::TokenUsage& usage, int64_t cost_pico);
 
   const ChatHandlerOptions options_;
   const KeyStore* const keys_;

@@ -65,7 +65,15 @@ LedgerClient::LedgerClient(LedgerClientOptions options, std::shared_ptr<grpc::Ch
 void LedgerClient::Start() {
   if (sender_.joinable() || shut_down_) return;
   // Each group commit makes new records readable: wake the sender for them.
-  if (options_.spool != nullptr) options_.spool->SetCommitCallback([this] { Wake(); });
+  if (options_.spool != nullptr) {
+    // As for the memory queue: a group commit wakes the sender only when it sleeps with nothing
+    // to batch; while it waits out a batch window it reads what was committed meanwhile when the
+    // window ends (and then drains full batches back to back).
+    options_.spool->SetCommitCallback([this] {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (sender_idle_.load(std::memory_order_relaxed)) Wake();
+    });
+  }
   sender_ = std::thread([this] { SenderLoop(); });
 }
 
@@ -81,25 +89,18 @@ void LedgerClient::CountRejected() {
 
 LedgerClient::~LedgerClient() { Shutdown(std::chrono::milliseconds(0)); }
 
-bool LedgerClient::Enqueue(std::unique_ptr<v1::UsageEvent> event,
-                           std::function<void()> on_written) {
+bool LedgerClient::Enqueue(std::unique_ptr<v1::UsageEvent> event) {
   if (!accepting_.load(std::memory_order_acquire)) {
     CountDropped(1, "the gateway is shutting down");
-    if (on_written) on_written();
     return false;
   }
   if (options_.spool != nullptr) {
-    if (options_.spool->Append(std::move(event), std::move(on_written)) ==
-        Spool::AppendResult::kQueued) {
-      return true;
-    }
+    if (options_.spool->Append(*event) == Spool::AppendResult::kWritten) return true;
     // The spool counted and logged the drop; keep the ledger counter meaningful too.
     dropped_.fetch_add(1, std::memory_order_relaxed);
     if (metrics_ != nullptr) metrics_->AddLedgerEvents("dropped", 1);
     return false;
   }
-  // No spool: nothing to wait for (the in-memory queue is not durable anyway).
-  if (on_written) on_written();
   if (!queue_.TryPush(std::move(event))) {
     CountDropped(1, "the ledger queue is full");
     return false;

@@ -24,12 +24,12 @@
 //     capacity.
 //
 // With a spool (LedgerClientOptions::spool, the gateway's normal mode; DESIGN.md "Durability
-// contract"), Enqueue appends the event to the spool instead of the memory queue, and the sender
-// reads batches back from the spool's durable records in sequence order (in the in-flight list
-// they are bounded by queue_capacity events as before; the backlog stays on disk). When the oldest
-// unacknowledged batch is acknowledged, the sender moves the spool's ack watermark
-// (Spool::Acknowledge), which deletes segments the ledger has fully committed. Shutdown then
-// loses nothing: what the ledger did not acknowledge in time stays in the spool and is sent by
+// contract"), Enqueue writes the event to the spool (on the calling thread) instead of the memory
+// queue, and the sender reads batches back from the spool's durable records in sequence order (in
+// the in-flight list they are bounded by queue_capacity events as before; the backlog stays on
+// disk). When the oldest unacknowledged batch is acknowledged, the sender moves the spool's ack
+// watermark (Spool::Acknowledge), which deletes segments the ledger has fully committed. Shutdown
+// then loses nothing: what the ledger did not acknowledge in time stays in the spool and is sent by
 // the next process on the same spool directory.
 //
 // Thread-safe. Enqueue may be called from any thread until Shutdown.
@@ -79,12 +79,11 @@ class LedgerClient {
   // Starts the sender thread (connects to the ledger). Call once.
   void Start();
 
-  // Queues `event` for the ledger. Returns false when it was dropped (queue full or shut down).
-  // `on_written` (may be empty) is called exactly once, from any thread: with a spool, once the
-  // event is write()n to it (Spool::Append: it then survives a crash of the process; a crash of
-  // the machine can still lose the last group-commit window); without a spool, or when the event
-  // is dropped, synchronously before Enqueue returns. It must not block.
-  bool Enqueue(std::unique_ptr<v1::UsageEvent> event, std::function<void()> on_written = nullptr);
+  // Records `event` for the ledger. Returns false when it was dropped (counted, logged: queue or
+  // spool full, shut down). With a spool, true means the event is in the spool's file
+  // (Spool::Append: it survives a crash of the process; a crash of the machine can still lose the
+  // last group-commit window). Never waits for the ledger.
+  bool Enqueue(std::unique_ptr<v1::UsageEvent> event);
 
   // Stops accepting events, sends everything queued and waits up to `timeout` for the ledger to
   // acknowledge it all, then closes the stream and joins the sender. Returns the number of events

@@ -313,7 +313,7 @@ TEST(LedgerClientSpool, ReplayedSegmentIsResentAndDeduplicatedByTheLedger) {
   RunningLedger ledger = StartLedger(/*ack=*/true);
   {
     auto spool = OpenSpool(dir.Sub("spool"));
-    for (int i = 0; i < 60; ++i) spool->Append(Event(absl::StrCat("r", i)));
+    for (int i = 0; i < 60; ++i) spool->Append(*Event(absl::StrCat("r", i)));
     ASSERT_TRUE(spool->Flush(std::chrono::seconds(10)));
   }
   // A copy taken before delivery: the same segments with the ack state lost.

@@ -9,8 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -32,9 +32,9 @@
 #include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
 #include "services/gateway/key_watch.h"
-#include "services/gateway/quota_manager.h"
 #include "services/gateway/ledger_client.h"
 #include "services/gateway/outcome_reporter.h"
+#include "services/gateway/quota_manager.h"
 #include "services/gateway/router_client.h"
 #include "services/gateway/spool/spool.h"
 #include "services/gateway/upstream_client.h"
@@ -47,6 +47,10 @@ ABSL_FLAG(int, threads, 2,
 ABSL_FLAG(std::string, router, "127.0.0.1:7001", "Router data-plane gRPC address, host:port.");
 ABSL_FLAG(std::string, ledger, "127.0.0.1:7003", "Ledger data-plane gRPC address, host:port.");
 ABSL_FLAG(std::string, log_level, "info", "Log level: trace, debug, info, warn, error.");
+ABSL_FLAG(bool, access_log, true,
+          "Log one structured \"request\" line (info) per request: request id, route, status, "
+          "model, deployment, attempts, team, latency. The ledger's usage events and the metrics "
+          "carry the same facts; false saves a log write per request.");
 ABSL_FLAG(int64_t, max_body_bytes, 4 * 1024 * 1024,
           "Largest accepted request body in bytes; larger requests get 413.");
 ABSL_FLAG(int64_t, header_timeout_ms, 10000,
@@ -120,8 +124,8 @@ ABSL_FLAG(std::string, spool_full_policy, "reject",
           "retry-after; \"drop\" = keep serving and drop their usage events (counted in "
           "tollgate_gateway_spool_events_total{result=\"dropped\"} and logged).");
 ABSL_FLAG(int64_t, spool_commit_delay_us, 200,
-          "Group commit window: after writing an event, the spool writer collects more for up to "
-          "this long before one fdatasync covers them all. Requests never wait for it.");
+          "Group commit window: after an event is written, the spool's syncer collects more writes "
+          "for up to this long before one fdatasync covers them all. Requests never wait for it.");
 ABSL_FLAG(bool, spool_fsync, true,
           "fdatasync each spool group commit (durable against power loss). false: events survive "
           "a crash of the gateway process but not of the machine.");
@@ -207,7 +211,8 @@ int Run() {
   absl::StatusOr<GrpcTls> grpc_tls = GrpcTlsFromFlags();
   if (!grpc_tls.ok()) Die(std::string(grpc_tls.status().message()));
   if (config->keys.empty() && absl::GetFlag(FLAGS_ledger_admin).empty()) {
-    Die(absl::StrCat(config_path, ": no client keys: list some under 'keys' or set --ledger_admin "
+    Die(absl::StrCat(config_path,
+                     ": no client keys: list some under 'keys' or set --ledger_admin "
                      "to serve the ledger's virtual keys"));
   }
   KeyStore keys(KeySnapshot::Build(config->keys));
@@ -236,8 +241,8 @@ int Run() {
         Positive("quota_report_interval_ms", absl::GetFlag(FLAGS_quota_report_interval_ms)));
     quota_options.idle_release = std::chrono::milliseconds(
         Positive("quota_idle_release_ms", absl::GetFlag(FLAGS_quota_idle_release_ms)));
-    quota_options.max_waiters = static_cast<size_t>(
-        Positive("quota_max_waiters", absl::GetFlag(FLAGS_quota_max_waiters)));
+    quota_options.max_waiters =
+        static_cast<size_t>(Positive("quota_max_waiters", absl::GetFlag(FLAGS_quota_max_waiters)));
     quota_options.allow_when_unavailable = when_down == "allow";
     std::shared_ptr<grpc::Channel> admin_channel = MakeChannel(ledger_admin, *grpc_tls);
     quotas = std::make_unique<QuotaManager>(MakeLedgerLeaseFn(admin_channel, token),
@@ -253,9 +258,10 @@ int Run() {
     key_watcher->Start();
     if (!key_watcher->WaitForFirstSnapshot(
             absl::Milliseconds(std::max<int64_t>(0, absl::GetFlag(FLAGS_key_snapshot_wait_ms))))) {
-      LogWarn("no virtual-key snapshot from the ledger yet; serving static keys only until it "
-              "arrives",
-              {{"ledger_admin", ledger_admin}});
+      LogWarn(
+          "no virtual-key snapshot from the ledger yet; serving static keys only until it "
+          "arrives",
+          {{"ledger_admin", ledger_admin}});
     }
   }
 
@@ -333,8 +339,8 @@ int Run() {
     ledger_options.spool = spool.get();
     ledger_options.spool_metrics = &spool_metrics;
   }
-  auto ledger = std::make_unique<LedgerClient>(ledger_options,
-                                               MakeChannel(absl::GetFlag(FLAGS_ledger), *grpc_tls), &metrics);
+  auto ledger = std::make_unique<LedgerClient>(
+      ledger_options, MakeChannel(absl::GetFlag(FLAGS_ledger), *grpc_tls), &metrics);
 
   ChatHandlerOptions chat_options;
   chat_options.max_attempts = max_attempts;
@@ -342,6 +348,7 @@ int Run() {
       ms(Positive("max_total_retry_ms", absl::GetFlag(FLAGS_max_total_retry_ms)));
   chat_options.retry_backoff = ms(std::max<int64_t>(0, absl::GetFlag(FLAGS_retry_backoff_ms)));
   chat_options.route_cache = absl::GetFlag(FLAGS_route_cache);
+  chat_options.access_log = absl::GetFlag(FLAGS_access_log);
   chat_options.snapshot_routing_only = absl::GetFlag(FLAGS_snapshot_routing_only);
   chat_options.max_upstream_body_bytes = static_cast<size_t>(
       Positive("max_upstream_body_bytes", absl::GetFlag(FLAGS_max_upstream_body_bytes)));
@@ -365,8 +372,8 @@ int Run() {
       ms(Positive("upstream_idle_timeout_ms", absl::GetFlag(FLAGS_upstream_idle_timeout_ms)));
   // HTTPS_PROXY / HTTP_PROXY / NO_PROXY, read once (upstream_client.h). Logged without
   // credentials.
-  absl::StatusOr<ProxyConfig> proxy = ParseProxyConfig(
-      [](const char* name) -> const char* { return std::getenv(name); });
+  absl::StatusOr<ProxyConfig> proxy =
+      ParseProxyConfig([](const char* name) -> const char* { return std::getenv(name); });
   if (!proxy.ok()) Die(std::string(proxy.status().message()));
   upstream.proxy = std::move(*proxy);
   if (upstream.proxy.enabled()) {
@@ -412,10 +419,9 @@ int Run() {
             {{"in_flight", absl::StrCat((*server)->in_flight())}});
   }
   (*server)->Stop();
-  router.WaitIdle();  // router completions target the workers' io_contexts
+  router.WaitIdle();                      // router completions target the workers' io_contexts
   if (quotas != nullptr) quotas->Stop();  // gives the leases back to the ledger
-  // Spool on_written hooks post to the workers' io_contexts too: let the writer reach every
-  // event already appended (Flush returns once their hooks have run) before destroying them.
+  // Make what the last requests wrote durable before the sender's final round.
   if (spool != nullptr && !spool->Flush(ms(5000))) {
     LogWarn("usage spool flush timed out at shutdown");
   }

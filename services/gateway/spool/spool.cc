@@ -133,9 +133,7 @@ absl::StatusOr<SpoolFullPolicy> ParseSpoolFullPolicy(const std::string& text) {
 }
 
 Spool::Spool(SpoolOptions options, SpoolMetrics* metrics)
-    : options_(std::move(options)),
-      metrics_(metrics),
-      queue_(std::max<size_t>(options_.queue_capacity, 1)) {}
+    : options_(std::move(options)), metrics_(metrics) {}
 
 absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(SpoolOptions options, SpoolMetrics* metrics) {
   if (options.dir.empty()) return absl::InvalidArgumentError("spool directory is empty");
@@ -146,7 +144,6 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(SpoolOptions options, SpoolMe
     absl::MutexLock lock(&spool->sync_mu_);
     spool->written_ = {spool->active_base_, 0, 0, spool->active_fd_};
   }
-  spool->writer_ = std::thread([s = spool.get()] { s->WriterLoop(); });
   if (spool->options_.fsync) spool->syncer_ = std::thread([s = spool.get()] { s->SyncerLoop(); });
   return spool;
 }
@@ -200,6 +197,7 @@ absl::Status Spool::Recover() {
   uint64_t next = acked;
   uint64_t bytes = 0;
   uint64_t unacked = 0;
+  absl::MutexLock append_lock(&append_mu_);
   absl::MutexLock lock(&mu_);
   for (size_t i = 0; i < files.size(); ++i) {
     const auto& [base, path] = files[i];
@@ -278,34 +276,54 @@ bool Spool::Admitting() const {
          total_bytes_.load(std::memory_order_relaxed) < options_.max_bytes;
 }
 
-Spool::AppendResult Spool::Append(std::unique_ptr<v1::UsageEvent> event,
-                                  std::function<void()> on_written) {
-  if (closing_.load(std::memory_order_acquire)) {
-    CountDropped(1, "the spool is closed");
-    if (on_written) on_written();
-    return AppendResult::kDropped;
-  }
-  if (options_.full_policy == SpoolFullPolicy::kDrop &&
-      total_bytes_.load(std::memory_order_relaxed) >= options_.max_bytes) {
-    CountDropped(1, "the spool is full (policy drop)");
-    if (on_written) on_written();
-    return AppendResult::kDropped;
-  }
-  // Counted before the push so Flush never waits for less than it should.
+Spool::AppendResult Spool::Append(const v1::UsageEvent& event) {
   appended_.fetch_add(1, std::memory_order_acq_rel);
-  Item item{std::move(event), std::move(on_written)};
-  if (!queue_.TryPush(std::move(item))) {
+  auto drop = [this](const char* why) {
     {
       absl::MutexLock lock(&mu_);
       ++committed_events_;
     }
-    CountDropped(1, "the spool hand-off queue is full");
-    // TryPush leaves `item` intact when it fails.
-    if (item.on_written) item.on_written();
+    CountDropped(1, why);
     return AppendResult::kDropped;
+  };
+  if (closing_.load(std::memory_order_acquire)) return drop("the spool is closed");
+  if (options_.full_policy == SpoolFullPolicy::kDrop &&
+      total_bytes_.load(std::memory_order_relaxed) >= options_.max_bytes) {
+    return drop("the spool is full (policy drop)");
   }
-  if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) wake_.release();
-  return AppendResult::kQueued;
+  // The record is built outside the lock, in a buffer each thread reuses.
+  thread_local std::string record;
+  const size_t size = event.ByteSizeLong();
+  record.clear();
+  PutU32(record, static_cast<uint32_t>(size));
+  PutU32(record, 0);
+  record.resize(kHeaderBytes + size);
+  char* payload = record.data() + kHeaderBytes;
+  event.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(payload));
+  const uint32_t crc = RecordCrc(record.data(), payload, size);
+  for (int i = 0; i < 4; ++i) record[4 + i] = static_cast<char>(crc >> (8 * i));
+
+  absl::MutexLock lock(&append_mu_);
+  if (append_closed_) return drop("the spool is closed");
+  if (written_records_ > 0 && written_bytes_ + record.size() > options_.segment_bytes) Roll();
+  if (absl::Status status = WriteAll(active_fd_, record.data(), record.size()); !status.ok()) {
+    // Cut back to the last whole record so the segment stays parseable.
+    if (::ftruncate(active_fd_, static_cast<off_t>(written_bytes_)) != 0) {
+      LogError("spool: cannot truncate after a failed write", {{"error", strerror(errno)}});
+    }
+    LogError("spool write failed", {{"error", std::string(status.message())}});
+    return drop("the spool write failed");
+  }
+  written_bytes_ += record.size();
+  ++written_records_;
+  total_bytes_.fetch_add(record.size(), std::memory_order_relaxed);
+  if (options_.fsync) {
+    absl::MutexLock sync_lock(&sync_mu_);  // wakes the syncer (its Await condition)
+    written_ = {active_base_, written_records_, written_bytes_, active_fd_};
+  } else {
+    Publish(active_base_, written_records_, written_bytes_);
+  }
+  return AppendResult::kWritten;
 }
 
 void Spool::CountDropped(uint64_t n, const char* why) {
@@ -320,32 +338,14 @@ void Spool::CountDropped(uint64_t n, const char* why) {
   }
 }
 
-void Spool::WriterLoop() {
-  while (true) {
-    if (queue_.size() == 0) {
-      if (closing_.load(std::memory_order_acquire)) break;
-      (void)wake_.try_acquire_for(std::chrono::milliseconds(100));
-      // An exchange, not a store: it orders against Append's exchange, so an event pushed
-      // before it is seen by the queue check that follows.
-      wake_pending_.exchange(false, std::memory_order_acq_rel);
-      continue;
-    }
-    // write() at once, never waiting for a sync: from here the events survive a SIGKILL.
-    WriteQueued();
-    if (!options_.fsync) Publish(active_base_, written_records_, written_bytes_);
-  }
-  absl::MutexLock lock(&sync_mu_);
-  writer_done_ = true;
-}
-
 namespace {
 struct SyncWait {
   const Spool::Written* written;
-  const bool* writer_done;
+  const bool* appends_done;
   uint64_t base, records;
 };
 bool SyncHasWork(SyncWait* w) {
-  return *w->writer_done || w->written->base != w->base || w->written->records != w->records;
+  return *w->appends_done || w->written->base != w->base || w->written->records != w->records;
 }
 }  // namespace
 
@@ -356,18 +356,18 @@ void Spool::SyncerLoop() {
   while (true) {
     {
       absl::MutexLock lock(&sync_mu_);
-      SyncWait wait{&written_, &writer_done_, synced_base, synced_records};
+      SyncWait wait{&written_, &appends_done_, synced_base, synced_records};
       sync_mu_.Await(absl::Condition(&SyncHasWork, &wait));
       if (written_.base == synced_base && written_.records == synced_records) break;  // done
     }
-    // Group commit: let the writer add whatever arrives within the window to this sync.
+    // Group commit: let appends add whatever arrives within the window to this sync.
     if (options_.commit_delay.count() > 0) std::this_thread::sleep_for(options_.commit_delay);
     Written target;
     int fd;
     {
       absl::MutexLock lock(&sync_mu_);
       target = written_;
-      fd = ::dup(written_.fd);  // the writer may close its descriptor at a roll
+      fd = ::dup(written_.fd);  // a roll may close the descriptor
     }
     if (fd >= 0) {
       const Clock::time_point start = Clock::now();
@@ -383,76 +383,24 @@ void Spool::SyncerLoop() {
   }
 }
 
-void Spool::WriteQueued() {
-  uint64_t buffered = 0;
-  buffer_.clear();
-  auto flush = [&]() {
-    if (buffer_.empty()) return;
-    absl::Status status = WriteAll(active_fd_, buffer_.data(), buffer_.size());
-    // After the write (or its failure, which drops the group): the requests waiting on these
-    // records may complete. Before they count as committed, so that Flush returning means every
-    // on_written of the flushed events has run.
-    for (std::function<void()>& callback : buffer_callbacks_) callback();
-    buffer_callbacks_.clear();
-    if (status.ok()) {
-      written_bytes_ += buffer_.size();
-      written_records_ += buffered;
-      total_bytes_.fetch_add(buffer_.size(), std::memory_order_relaxed);
-      absl::MutexLock lock(&sync_mu_);
-      written_ = {active_base_, written_records_, written_bytes_, active_fd_};
-    } else {
-      // Cut back to the last whole record so the segment stays parseable.
-      if (::ftruncate(active_fd_, static_cast<off_t>(written_bytes_)) != 0) {
-        LogError("spool: cannot truncate after a failed write", {{"error", strerror(errno)}});
-      }
-      LogError("spool write failed", {{"error", std::string(status.message())}});
-      CountDropped(buffered, "the spool write failed");
-      absl::MutexLock lock(&mu_);
-      committed_events_ += buffered;
-    }
-    buffer_.clear();
-    buffered = 0;
-  };
-  while (std::optional<Item> item = queue_.TryPop()) {
-    std::unique_ptr<v1::UsageEvent>* event = &item->event;
-    const size_t size = (*event)->ByteSizeLong();
-    if (written_records_ + buffered > 0 &&
-        written_bytes_ + buffer_.size() + kHeaderBytes + size > options_.segment_bytes) {
-      flush();
-      if (written_records_ > 0) {
-        // Seal the full segment (synced before its successor exists), then roll.
-        Commit();
-        absl::MutexLock sync_lock(&sync_mu_);  // lock order: sync_mu_, then mu_
-        absl::MutexLock lock(&mu_);
-        segments_[active_base_].sealed = true;
-        ::close(active_fd_);
-        active_fd_ = -1;
-        absl::Status status = OpenActive(active_base_ + written_records_);
-        if (!status.ok()) {
-          // Keep appending to the old file rather than lose events; retried at the next roll.
-          LogError("spool: cannot roll to a new segment",
-                   {{"error", std::string(status.message())}});
-          segments_[active_base_].sealed = false;
-          active_fd_ =
-              ::open(segments_[active_base_].path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-        } else {
-          SyncDir(options_.dir);
-        }
-        written_ = {active_base_, written_records_, written_bytes_, active_fd_};
-      }
-    }
-    const size_t start = buffer_.size();
-    PutU32(buffer_, static_cast<uint32_t>(size));
-    PutU32(buffer_, 0);
-    buffer_.resize(start + kHeaderBytes + size);
-    char* payload = buffer_.data() + start + kHeaderBytes;
-    (*event)->SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(payload));
-    const uint32_t crc = RecordCrc(buffer_.data() + start, payload, size);
-    for (int i = 0; i < 4; ++i) buffer_[start + 4 + i] = static_cast<char>(crc >> (8 * i));
-    if (item->on_written) buffer_callbacks_.push_back(std::move(item->on_written));
-    ++buffered;
+void Spool::Roll() {
+  // Seal the full segment (synced before its successor exists), then open the next.
+  Commit();
+  absl::MutexLock sync_lock(&sync_mu_);
+  absl::MutexLock lock(&mu_);
+  segments_[active_base_].sealed = true;
+  ::close(active_fd_);
+  active_fd_ = -1;
+  absl::Status status = OpenActive(active_base_ + written_records_);
+  if (!status.ok()) {
+    // Keep appending to the old file rather than lose events; retried at the next roll.
+    LogError("spool: cannot roll to a new segment", {{"error", std::string(status.message())}});
+    segments_[active_base_].sealed = false;
+    active_fd_ = ::open(segments_[active_base_].path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  } else {
+    SyncDir(options_.dir);
   }
-  flush();
+  written_ = {active_base_, written_records_, written_bytes_, active_fd_};
 }
 
 void Spool::Commit() {
@@ -607,7 +555,6 @@ void Spool::SetCommitCallback(std::function<void()> callback) {
 
 bool Spool::Flush(std::chrono::milliseconds timeout) {
   const uint64_t target = appended_.load(std::memory_order_acquire);
-  if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) wake_.release();
   struct Wait {
     const uint64_t* committed;
     uint64_t target;
@@ -622,15 +569,16 @@ bool Spool::Flush(std::chrono::milliseconds timeout) {
 void Spool::Close() {
   if (closed_.exchange(true)) return;
   closing_.store(true, std::memory_order_release);
-  wake_.release();
-  if (writer_.joinable()) writer_.join();
-  if (syncer_.joinable()) syncer_.join();  // syncs what the writer wrote last, then exits
-  uint64_t lost = 0;
-  while (std::optional<Item> item = queue_.TryPop()) {  // pushed after the writer's last look
-    ++lost;
-    if (item->on_written) item->on_written();
+  {
+    absl::MutexLock lock(&append_mu_);  // waits for appends in progress
+    append_closed_ = true;
   }
-  CountDropped(lost, "appended while the spool was closing");
+  {
+    absl::MutexLock lock(&sync_mu_);
+    appends_done_ = true;
+  }
+  if (syncer_.joinable()) syncer_.join();  // syncs what was written last, then exits
+  absl::MutexLock lock(&append_mu_);
   if (active_fd_ >= 0) {
     ::close(active_fd_);
     active_fd_ = -1;

@@ -21,16 +21,18 @@
 //               update only means those events are sent again, and the ledger's insert is
 //               idempotent on event_id.
 //
-// Durability point: Append hands the event to a bounded lock-free queue (I/O threads never block
-// on disk). A dedicated writer thread serializes whatever is queued and write()s it at once, never
-// waiting for a sync (from then on the event survives a crash of the process: it is in the
-// kernel's page cache). A second thread, the syncer, group-commits: woken by new writes, it waits
-// options.commit_delay for more, fdatasync()s everything written so far (then it survives a crash
-// of the machine) and only then makes it visible to Read. The sender therefore never sends an
-// event that a power loss could take back. With options.fsync = false there is no syncer and a
-// write is visible at once. Append's on_written hook fires right after the write(): the chat
-// handler completes a response only then, so an answered request survives a SIGKILL of the
-// gateway (a machine crash can still lose the last group-commit window).
+// Durability point: Append serializes the event on the calling thread and write()s its record to
+// the active segment at once, under a short mutex (a ~200-byte write() into the page cache: no
+// thread hand-off, no wake-up, no waiting for a sync). When Append returns kWritten the event
+// survives a crash of the process. A second thread, the syncer, group-commits: woken by new
+// writes, it waits options.commit_delay for more, fdatasync()s everything written so far (then it
+// survives a crash of the machine) and only then makes it visible to Read. The sender therefore
+// never sends an event that a power loss could take back. With options.fsync = false there is no
+// syncer and a write is visible at once. The chat handler appends before it answers, so an
+// answered request survives a SIGKILL of the gateway (a machine crash can still lose the last
+// group-commit window). The one slow append is the one that rolls to a new segment (every
+// options.segment_bytes): it fdatasyncs the full segment first, most of which the syncer has
+// already synced.
 //
 // Recovery (Open): every segment is scanned and every record's length and CRC checked. The first
 // bad record of the newest segment is a torn tail (a write cut short by a crash): the file is
@@ -52,7 +54,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <semaphore>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,7 +62,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "services/gateway/bounded_queue.h"
 #include "services/gateway/spool/spool_metrics.h"
 #include "tollgate/v1/ledger.pb.h"
 
@@ -79,7 +79,6 @@ struct SpoolOptions {
   SpoolFullPolicy full_policy = SpoolFullPolicy::kReject;
   std::chrono::microseconds commit_delay{200};  // group-commit collection window
   bool fsync = true;                            // false: durable against process crashes only
-  size_t queue_capacity = 65536;                // events handed off, not yet written
 };
 
 struct SpoolRecord {
@@ -89,9 +88,9 @@ struct SpoolRecord {
 
 class Spool {
  public:
-  enum class AppendResult { kQueued, kDropped };
+  enum class AppendResult { kWritten, kDropped };
 
-  // Recovers `options.dir` and starts the writer thread. `metrics` may be null and must outlive
+  // Recovers `options.dir` and starts the syncer thread. `metrics` may be null and must outlive
   // the spool. Fails when the directory cannot be created, read or locked by this process.
   static absl::StatusOr<std::unique_ptr<Spool>> Open(SpoolOptions options, SpoolMetrics* metrics);
   ~Spool();  // Close()
@@ -99,16 +98,11 @@ class Spool {
   Spool(const Spool&) = delete;
   Spool& operator=(const Spool&) = delete;
 
-  // Queues `event` for the writer. Never blocks. kDropped (counted, logged) when the hand-off
-  // queue is full, the spool is full under policy drop, or the spool is closed.
-  //
-  // `on_written` (may be empty) is called exactly once: from the writer thread right after the
-  // event's record was write()n (it then survives a crash of the process, not yet of the
-  // machine: that waits for the next group commit), or after a failed write dropped it; or
-  // synchronously from Append when the event is dropped. It runs on the writer thread, so it
-  // must be quick and must not block or call into the spool (post to an executor).
-  AppendResult Append(std::unique_ptr<v1::UsageEvent> event,
-                      std::function<void()> on_written = nullptr);
+  // Writes `event`'s record to the active segment (one write(), on the calling thread, serialized
+  // with other appends by a mutex). kWritten: it is in the file and survives a crash of the
+  // process (a crash of the machine only after the next group commit). kDropped (counted,
+  // logged): the spool is full under policy drop, closed, or the write failed.
+  AppendResult Append(const v1::UsageEvent& event);
 
   // False while the spool is full and the policy is reject: new requests must be refused.
   bool Admitting() const;
@@ -127,10 +121,11 @@ class Spool {
   // returns, the previous callback is never called again.
   void SetCommitCallback(std::function<void()> callback);
 
-  // Blocks until everything appended so far is durable, or `timeout` passes. Returns whether it is.
+  // Blocks until everything written so far is durable, or `timeout` passes. Returns whether it is.
   bool Flush(std::chrono::milliseconds timeout);
 
-  // Stops accepting appends, writes and syncs everything queued, joins the writer. Idempotent.
+  // Stops accepting appends (waiting for any in progress), syncs what was written, joins the
+  // syncer. Idempotent.
   void Close();
 
   // Introspection.
@@ -142,7 +137,7 @@ class Spool {
   const std::string& dir() const { return options_.dir; }
 
  public:
-  // What the writer has written (not necessarily synced) in the active segment. Implementation
+  // What appends have written (not necessarily synced) in the active segment. Implementation
   // detail, public only for the .cc.
   struct Written {
     uint64_t base = 0;
@@ -162,16 +157,14 @@ class Spool {
 
   Spool(SpoolOptions options, SpoolMetrics* metrics);
   absl::Status Recover();
-  absl::Status OpenActive(uint64_t base) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void WriterLoop();
+  absl::Status OpenActive(uint64_t base) ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_, mu_);
   void SyncerLoop();
   // Makes the first `records` records of segment `base` durable/readable (never moves back).
   void Publish(uint64_t base, uint64_t records, uint64_t bytes);
-  // Pops, serializes and write()s whatever is queued (rolling segments); a failed write drops
-  // its group (counted, logged) and cuts the file back to the last whole record.
-  void WriteQueued();
-  // Writer thread: fdatasync the active segment and publish it (used when sealing a segment).
-  void Commit();
+  // Seals the full active segment (fdatasync, publish) and opens its successor.
+  void Roll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
+  // fdatasync the active segment and publish it (used when sealing a segment).
+  void Commit() ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
   void CountDropped(uint64_t n, const char* why);
   void PublishGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PersistAcked(uint64_t acked_end);
@@ -179,33 +172,26 @@ class Spool {
   const SpoolOptions options_;
   SpoolMetrics* const metrics_;
 
-  struct Item {
-    std::unique_ptr<v1::UsageEvent> event;
-    std::function<void()> on_written;  // may be empty
-  };
-
-  BoundedQueue<Item> queue_;
-  std::counting_semaphore<> wake_{0};
-  std::atomic<bool> wake_pending_{false};
   std::atomic<bool> closing_{false};
   std::atomic<bool> closed_{false};
   std::atomic<uint64_t> dropped_{0};
   std::atomic<uint64_t> total_bytes_{0};  // all segment files, written (not only durable) bytes
-  std::atomic<uint64_t> appended_{0};     // events accepted by Append
-  std::thread writer_;
-  std::thread syncer_;  // options_.fsync only
-  absl::Mutex sync_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-  Written written_ ABSL_GUARDED_BY(sync_mu_);
-  bool writer_done_ ABSL_GUARDED_BY(sync_mu_) = false;
+  std::atomic<uint64_t> appended_{0};     // events accepted by Append (written or dropped)
+  std::thread syncer_;                    // options_.fsync only
   int lock_fd_ = -1;
 
-  // Writer thread only: the active segment's file and what was written but not yet synced.
-  int active_fd_ = -1;
-  uint64_t active_base_ = 0;
-  uint64_t written_records_ = 0;  // in the active segment
-  uint64_t written_bytes_ = 0;    // in the active segment
-  std::string buffer_;
-  std::vector<std::function<void()>> buffer_callbacks_;  // on_written of the buffered records
+  // The active segment's file and what was written to it but not yet synced. Lock order:
+  // append_mu_, then sync_mu_, then mu_.
+  absl::Mutex append_mu_ ABSL_ACQUIRED_BEFORE(sync_mu_);
+  bool append_closed_ ABSL_GUARDED_BY(append_mu_) = false;
+  int active_fd_ ABSL_GUARDED_BY(append_mu_) = -1;
+  uint64_t active_base_ ABSL_GUARDED_BY(append_mu_) = 0;
+  uint64_t written_records_ ABSL_GUARDED_BY(append_mu_) = 0;  // in the active segment
+  uint64_t written_bytes_ ABSL_GUARDED_BY(append_mu_) = 0;    // in the active segment
+
+  absl::Mutex sync_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  Written written_ ABSL_GUARDED_BY(sync_mu_);
+  bool appends_done_ ABSL_GUARDED_BY(sync_mu_) = false;
 
   mutable absl::Mutex mu_;
   std::map<uint64_t, Segment> segments_ ABSL_GUARDED_BY(mu_);  // by base
