@@ -1077,8 +1077,14 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
   std::string translated;  // OpenAI events from this read (messages ingress only)
   absl::Status broken;
   Clock::time_point last_output;  // when the previous content-carrying event arrived
+  // Where the event that ended the stream begins in `out` (OpenAI dialect out; npos: not in this
+  // read): what precedes it is forwarded before the usage event is recorded.
+  size_t end_at = std::string::npos;
   auto on_event = [&](const SseEvent& event) {
+    const bool ended = progress.done || progress.error;
+    const size_t before = out.size();
     translator->OnEvent(event, messages ? translated : out);
+    if (!ended && !messages && (progress.done || progress.error)) end_at = before;
     if (progress.has_output && !recorded) {
       const Clock::time_point now = Clock::now();
       if (last_output != Clock::time_point()) {
@@ -1162,11 +1168,24 @@ asio::awaitable<ChatHandler::Outcome> ChatHandler::ServeStream(ChatContext& ctx,
       if (!out.empty()) client_gone = !co_await WriteChunk(client, out, client_timeout);
       break;
     }
+    end_at = std::string::npos;
     const absl::Status fed = parser.Feed(*piece, on_event);
     encode();
-    if (progress.done || progress.error) end_complete();
+    if ((progress.done || progress.error) && !recorded) {
+      // The tokens before the end marker go out first: recording the usage event must precede
+      // the end of the stream, not the content (time to first token when a whole answer
+      // arrives in one read).
+      if (end_at != std::string::npos && end_at > 0) {
+        client_gone = !co_await WriteChunk(client, std::string_view(out).substr(0, end_at),
+                                           client_timeout);
+        out.erase(0, end_at);
+      }
+      end_complete();
+    }
     // Forward at once what arrived: one chunk per upstream read, never held back.
-    if (!out.empty()) client_gone = !co_await WriteChunk(client, out, client_timeout);
+    if (!out.empty() && !client_gone) {
+      client_gone = !co_await WriteChunk(client, out, client_timeout);
+    }
     if (!fed.ok()) {
       if (!recorded) broken = fed;  // after the end the client already has a complete stream
       break;

@@ -293,6 +293,9 @@ class UpstreamConnection {
  public:
   UpstreamConnection(asio::io_context& ioc, asio::ssl::context* tls, std::string key)
       : key_(std::move(key)) {
+    // Beast reads at most the buffer's free capacity (512 bytes when empty): without room, a
+    // streamed answer arrives in 512-byte reads, each forwarded as its own client chunk.
+    buffer_.reserve(kReadChunkBytes);
     if (tls != nullptr) {
       ssl_ = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ioc, *tls);
     } else {
@@ -768,6 +771,9 @@ asio::awaitable<absl::StatusOr<std::string_view>> UpstreamExchange::ReadSome() {
   }
   if (parser_->is_done()) co_return std::string_view();
   if (chunk_.empty()) chunk_.resize(kReadChunkBytes);
+  // Parse everything already received (several chunks of a chunked body, i.e. several SSE
+  // events) into one piece, not one piece per chunk: Beast stops after each chunk otherwise.
+  parser_->eager(true);
   UpstreamConnection& c = *connection_;
   while (true) {
     auto& body = parser_->get().body();
