@@ -49,6 +49,7 @@ ABSL_FLAG(int, batch, 256,
 ABSL_FLAG(int, streams, 4, "Client streams (gateways) of the service ingest.");
 ABSL_FLAG(int, window, 64, "Batches each stream keeps in flight, unacknowledged (service).");
 ABSL_FLAG(int, max_write_events, 10000, "The ledger's --max_write_events (service).");
+ABSL_FLAG(int, queue_capacity, 64, "The ledger's --queue_capacity (service).");
 ABSL_FLAG(int64_t, query_events, 10000000, "Events generated with SQL for the query phase.");
 ABSL_FLAG(int, query_runs, 20, "Timed runs of the spend query.");
 ABSL_FLAG(std::string, event_ids, "ordered",
@@ -109,6 +110,7 @@ bool IngestViaService(const PostgresUsageStore::Options& options, int64_t total,
   for (int w = 0; w < writers; ++w) stores.push_back(std::make_unique<PostgresUsageStore>(options));
   IngestService::Options ingest_options;
   ingest_options.max_write_events = static_cast<size_t>(absl::GetFlag(FLAGS_max_write_events));
+  ingest_options.queue_capacity = static_cast<size_t>(absl::GetFlag(FLAGS_queue_capacity));
   IngestService service(std::move(stores), ingest_options, **metrics);
   int port = 0;
   grpc::ServerBuilder builder;
@@ -157,10 +159,24 @@ bool IngestViaService(const PostgresUsageStore::Options& options, int64_t total,
       for (;;) {
         const int64_t first = next.fetch_add(batch);
         if (first >= total) break;
-        message.Clear();
+        const int64_t n = std::min<int64_t>(batch, total - first);
         message.set_batch_id(++batch_id);
-        for (int64_t i = first; i < std::min(total, first + batch); ++i) {
-          *message.add_events() = MakeEvent(i, base_us, spacing_us);
+        if (message.events_size() != n) {
+          message.clear_events();
+          for (int64_t i = first; i < first + n; ++i) {
+            *message.add_events() = MakeEvent(i, base_us, spacing_us);
+          }
+        } else {
+          // The load generator stands in for gateways on other hosts: it reuses its messages
+          // and renews only what makes each event new (id, request id, time), so that the
+          // machine's cores go to the ledger and PostgreSQL.
+          for (int64_t j = 0; j < n; ++j) {
+            v1::UsageEvent& e = *message.mutable_events(static_cast<int>(j));
+            const int64_t i = first + j;
+            e.set_time_unix_us(base_us + i * spacing_us);
+            e.set_event_id(NewRequestId(e.time_unix_us() / 1000));
+            e.set_request_id(absl::StrCat("req-", i));
+          }
         }
         room.acquire();
         if (ended) break;

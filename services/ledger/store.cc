@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <pqxx/pqxx>
+#include <pqxx/tablewriter>
 #include <set>
 #include <string_view>
 #include <unordered_set>
@@ -31,13 +32,19 @@ namespace {
 
 // ---- Staging table: one COPY per batch, then one INSERT ... ON CONFLICT into usage_events. ----
 
-std::string Bool(bool b) { return b ? "t" : "f"; }
-std::string Int(int64_t v) { return absl::StrCat(v); }
+// Each staging column appends its value's text to `out` (COPY escaping is applied afterwards).
+void Bool(bool b, std::string& out) { out += b ? 't' : 'f'; }
+void Int(int64_t v, std::string& out) { absl::StrAppend(&out, v); }
+void Text(std::string_view v, std::string& out) { out.append(v.data(), v.size()); }
 
-std::string TagsJson(const v1::Attribution& a) {
+void TagsJson(const v1::Attribution& a, std::string& out) {
+  if (a.tags().empty()) {
+    out += "{}";
+    return;
+  }
   // Sorted keys: the proto map's order is unspecified (jsonb normalises anyway).
   std::map<std::string_view, std::string_view> tags(a.tags().begin(), a.tags().end());
-  std::string out = "{";
+  out += '{';
   bool first = true;
   for (const auto& [key, value] : tags) {
     if (!first) out += ',';
@@ -49,11 +56,10 @@ std::string TagsJson(const v1::Attribution& a) {
     out += '"';
   }
   out += '}';
-  return out;
 }
 
-std::string AttemptsJson(const v1::UsageEvent& e) {
-  std::string out = "[";
+void AttemptsJson(const v1::UsageEvent& e, std::string& out) {
+  out += '[';
   for (int i = 0; i < e.attempts_size(); ++i) {
     const v1::Attempt& a = e.attempts(i);
     if (i > 0) out += ',';
@@ -64,73 +70,116 @@ std::string AttemptsJson(const v1::UsageEvent& e) {
     absl::StrAppend(&out, "\",\"latency_us\":", a.latency_us(), "}");
   }
   out += ']';
-  return out;
 }
 
 struct StagingColumn {
   std::string_view name;  // staging column; the usage_events column of the same name
   std::string_view type;
-  std::string (*value)(const v1::UsageEvent&);
+  void (*append)(const v1::UsageEvent&, std::string& out);
 };
 
 // The single source of the column order for the staging table, the COPY and the INSERT.
 constexpr StagingColumn kStagingColumns[] = {
-    {"event_id", "text", [](const v1::UsageEvent& e) { return e.event_id(); }},
-    {"request_id", "text", [](const v1::UsageEvent& e) { return e.request_id(); }},
-    {"time_unix_us", "bigint", [](const v1::UsageEvent& e) { return Int(e.time_unix_us()); }},
-    {"team", "text", [](const v1::UsageEvent& e) { return e.attribution().team(); }},
-    {"feature", "text", [](const v1::UsageEvent& e) { return e.attribution().feature(); }},
-    {"customer", "text", [](const v1::UsageEvent& e) { return e.attribution().customer(); }},
-    {"api_key_id", "text", [](const v1::UsageEvent& e) { return e.attribution().api_key_id(); }},
-    {"environment", "text", [](const v1::UsageEvent& e) { return e.attribution().environment(); }},
-    {"tags", "jsonb", [](const v1::UsageEvent& e) { return TagsJson(e.attribution()); }},
-    {"endpoint", "text", [](const v1::UsageEvent& e) { return e.endpoint(); }},
-    {"requested_model", "text", [](const v1::UsageEvent& e) { return e.requested_model(); }},
-    {"served_deployment", "text", [](const v1::UsageEvent& e) { return e.served_deployment(); }},
-    {"provider", "text", [](const v1::UsageEvent& e) { return e.provider(); }},
-    {"upstream_model", "text", [](const v1::UsageEvent& e) { return e.upstream_model(); }},
-    {"region", "text", [](const v1::UsageEvent& e) { return e.region(); }},
-    {"stream", "boolean", [](const v1::UsageEvent& e) { return Bool(e.stream()); }},
+    {"event_id", "text",
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.event_id(), out); }},
+    {"request_id", "text",
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.request_id(), out); }},
+    {"time_unix_us", "bigint",
+     [](const v1::UsageEvent& e, std::string& out) { Int(e.time_unix_us(), out); }},
+    {"team", "text",
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.attribution().team(), out); }},
+    {"feature", "text",
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.attribution().feature(), out); }},
+    {"customer", "text",
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.attribution().customer(), out); }},
+    {"api_key_id", "text",
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.attribution().api_key_id(), out); }},
+    {"environment", "text",
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.attribution().environment(), out); }},
+    {"tags", "jsonb",
+     [](const v1::UsageEvent& e, std::string& out) { TagsJson(e.attribution(), out); }},
+    {"endpoint", "text",
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.endpoint(), out); }},
+    {"requested_model", "text",
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.requested_model(), out); }},
+    {"served_deployment", "text",
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.served_deployment(), out); }},
+    {"provider", "text",
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.provider(), out); }},
+    {"upstream_model", "text",
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.upstream_model(), out); }},
+    {"region", "text", [](const v1::UsageEvent& e, std::string& out) { Text(e.region(), out); }},
+    {"stream", "boolean", [](const v1::UsageEvent& e, std::string& out) { Bool(e.stream(), out); }},
     {"input_tokens", "bigint",
-     [](const v1::UsageEvent& e) { return Int(e.usage().input_tokens()); }},
+     [](const v1::UsageEvent& e, std::string& out) { Int(e.usage().input_tokens(), out); }},
     {"cached_input_tokens", "bigint",
-     [](const v1::UsageEvent& e) { return Int(e.usage().cached_input_tokens()); }},
+     [](const v1::UsageEvent& e, std::string& out) { Int(e.usage().cached_input_tokens(), out); }},
     {"cache_write_5m_tokens", "bigint",
-     [](const v1::UsageEvent& e) { return Int(e.usage().cache_write_5m_tokens()); }},
+     [](const v1::UsageEvent& e, std::string& out) {
+       Int(e.usage().cache_write_5m_tokens(), out);
+     }},
     {"cache_write_1h_tokens", "bigint",
-     [](const v1::UsageEvent& e) { return Int(e.usage().cache_write_1h_tokens()); }},
+     [](const v1::UsageEvent& e, std::string& out) {
+       Int(e.usage().cache_write_1h_tokens(), out);
+     }},
     {"output_tokens", "bigint",
-     [](const v1::UsageEvent& e) { return Int(e.usage().output_tokens()); }},
+     [](const v1::UsageEvent& e, std::string& out) { Int(e.usage().output_tokens(), out); }},
     {"reasoning_tokens", "bigint",
-     [](const v1::UsageEvent& e) { return Int(e.usage().reasoning_tokens()); }},
+     [](const v1::UsageEvent& e, std::string& out) { Int(e.usage().reasoning_tokens(), out); }},
     {"usage_estimated", "boolean",
-     [](const v1::UsageEvent& e) { return Bool(e.usage().estimated()); }},
+     [](const v1::UsageEvent& e, std::string& out) { Bool(e.usage().estimated(), out); }},
     {"price_input_pico", "bigint",
-     [](const v1::UsageEvent& e) { return Int(e.prices().input_pico()); }},
+     [](const v1::UsageEvent& e, std::string& out) { Int(e.prices().input_pico(), out); }},
     {"price_cached_input_pico", "bigint",
-     [](const v1::UsageEvent& e) { return Int(e.prices().cached_input_pico()); }},
+     [](const v1::UsageEvent& e, std::string& out) { Int(e.prices().cached_input_pico(), out); }},
     {"price_cache_write_5m_pico", "bigint",
-     [](const v1::UsageEvent& e) { return Int(e.prices().cache_write_5m_pico()); }},
+     [](const v1::UsageEvent& e, std::string& out) { Int(e.prices().cache_write_5m_pico(), out); }},
     {"price_cache_write_1h_pico", "bigint",
-     [](const v1::UsageEvent& e) { return Int(e.prices().cache_write_1h_pico()); }},
+     [](const v1::UsageEvent& e, std::string& out) { Int(e.prices().cache_write_1h_pico(), out); }},
     {"price_output_pico", "bigint",
-     [](const v1::UsageEvent& e) { return Int(e.prices().output_pico()); }},
+     [](const v1::UsageEvent& e, std::string& out) { Int(e.prices().output_pico(), out); }},
     {"price_reasoning_pico", "bigint",
-     [](const v1::UsageEvent& e) { return Int(e.prices().reasoning_pico()); }},
+     [](const v1::UsageEvent& e, std::string& out) { Int(e.prices().reasoning_pico(), out); }},
     {"price_card_version", "text",
-     [](const v1::UsageEvent& e) { return e.prices().price_card_version(); }},
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.prices().price_card_version(), out); }},
     // Exact decimal text from the integer, never through a float.
     {"cost_usd", "numeric(38,12)",
-     [](const v1::UsageEvent& e) { return FormatPicoUsd(e.cost_pico()); }},
-    {"latency_us", "bigint", [](const v1::UsageEvent& e) { return Int(e.latency_us()); }},
-    {"ttft_us", "bigint", [](const v1::UsageEvent& e) { return Int(e.ttft_us()); }},
-    {"http_status", "integer", [](const v1::UsageEvent& e) { return Int(e.http_status()); }},
-    {"error_code", "text", [](const v1::UsageEvent& e) { return e.error_code(); }},
-    {"attempts", "jsonb", [](const v1::UsageEvent& e) { return AttemptsJson(e); }},
+     [](const v1::UsageEvent& e, std::string& out) { out += FormatPicoUsd(e.cost_pico()); }},
+    {"latency_us", "bigint",
+     [](const v1::UsageEvent& e, std::string& out) { Int(e.latency_us(), out); }},
+    {"ttft_us", "bigint", [](const v1::UsageEvent& e, std::string& out) { Int(e.ttft_us(), out); }},
+    {"http_status", "integer",
+     [](const v1::UsageEvent& e, std::string& out) { Int(e.http_status(), out); }},
+    {"error_code", "text",
+     [](const v1::UsageEvent& e, std::string& out) { Text(e.error_code(), out); }},
+    {"attempts", "jsonb", [](const v1::UsageEvent& e, std::string& out) { AttemptsJson(e, out); }},
 };
 constexpr size_t kStagingColumnCount = std::size(kStagingColumns);
-// pqxx 6.4's stream_to writes tuple-like rows; std::array<std::string, N> is one.
-using StagingRow = std::array<std::string, kStagingColumnCount>;
+// Appends `value` to a COPY text-format line: backslash, tab, newline and carriage return are
+// escaped (no value is NULL).
+void AppendCopyEscaped(std::string_view value, std::string& line) {
+  size_t start = 0;
+  for (size_t i = 0; i < value.size(); ++i) {
+    const char c = value[i];
+    if (c != '\\' && c != '\t' && c != '\n' && c != '\r') continue;
+    line.append(value.data() + start, i - start);
+    line += '\\';
+    line += c == '\\' ? '\\' : c == '\t' ? 't' : c == '\n' ? 'n' : 'r';
+    start = i + 1;
+  }
+  line.append(value.data() + start, value.size() - start);
+}
+
+// One staging row as a COPY text line (without its newline), built in `line`.
+void StagingLine(const v1::UsageEvent& e, std::string& scratch, std::string& line) {
+  line.clear();
+  for (size_t i = 0; i < kStagingColumnCount; ++i) {
+    if (i > 0) line += '\t';
+    scratch.clear();
+    kStagingColumns[i].append(e, scratch);
+    AppendCopyEscaped(scratch, line);
+  }
+}
 
 constexpr char kStagingTable[] = "tollgate_ingest_staging";
 
@@ -502,15 +551,21 @@ absl::StatusOr<std::vector<InsertResult>> PostgresUsageStore::InsertBatches(
         pqxx::work txn(c);
         if (impl_->staging_backend_pid != pid) txn.exec(kCreateStaging);
         {
-          pqxx::stream_to copy(txn, kStagingTable, kColumns);
-          StagingRow row;
+      // COPY of lines built in reused buffers: pqxx 6.4's stream_to takes tuple rows only
+      // (a string per field per event, converted and escaped again); its raw-line writer
+      // is private, and the one public one is tablewriter's, deprecated in 6.x for its
+      // own escaping, which is not used here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+          pqxx::tablewriter copy(txn, kStagingTable, kColumns.begin(), kColumns.end());
+          std::string scratch;
+          std::string line;
           for (const Staged& u : unique) {
-            for (size_t i = 0; i < kStagingColumnCount; ++i) {
-              row[i] = kStagingColumns[i].value(*u.event);
-            }
-            copy << row;
+            StagingLine(*u.event, scratch, line);
+            copy.write_raw_line(line);
           }
           copy.complete();
+#pragma GCC diagnostic pop
         }
         pqxx::result r = txn.exec(single ? kInsertCount : kInsertIds);
         txn.commit();

@@ -192,7 +192,7 @@ TEST_F(PostgresUsageStoreTest, StoresEveryFieldExactly) {
   v1::UsageEvent e = MakeTestEvent("full", "search", "answer", 1000, 500, 1'736'942'400'123'456);
   e.mutable_attribution()->set_customer("acme\t\"co\"\\\n");
   (*e.mutable_attribution()->mutable_tags())["env"] = "prod";
-  (*e.mutable_attribution()->mutable_tags())["quote"] = "a\"b";
+  (*e.mutable_attribution()->mutable_tags())["quote"] = "a\"b\\c\r";
   e.mutable_usage()->set_cached_input_tokens(200);
   e.mutable_usage()->set_cache_write_5m_tokens(100);
   e.mutable_usage()->set_reasoning_tokens(50);
@@ -210,14 +210,15 @@ TEST_F(PostgresUsageStoreTest, StoresEveryFieldExactly) {
   attempt->set_latency_us(900);
   ASSERT_TRUE(store_->InsertBatch({e}).ok());
 
-  EXPECT_EQ(Sql("SELECT ts = '2025-01-15T12:00:00.123456Z'::timestamptz, cost_usd::text, "
-                "customer, tags->>'env', tags->>'quote', attempts->0->>'deployment_id', "
-                "(attempts->0->>'http_status')::int, input_tokens, cached_input_tokens, "
-                "cache_write_5m_tokens, reasoning_tokens, usage_estimated, stream, ttft_us, "
-                "price_reasoning_pico, price_card_version, request_id "
-                "FROM usage_events WHERE event_id = 'full'"),
-            absl::StrCat("t|", "0.007412500000", "|acme\t\"co\"\\\n|prod|a\"b|azure-gpt-4o|429|",
-                         "1000|200|100|50|t|t|250|12000000|test-1|req-full"));
+  EXPECT_EQ(
+      Sql("SELECT ts = '2025-01-15T12:00:00.123456Z'::timestamptz, cost_usd::text, "
+          "customer, tags->>'env', tags->>'quote', attempts->0->>'deployment_id', "
+          "(attempts->0->>'http_status')::int, input_tokens, cached_input_tokens, "
+          "cache_write_5m_tokens, reasoning_tokens, usage_estimated, stream, ttft_us, "
+          "price_reasoning_pico, price_card_version, request_id "
+          "FROM usage_events WHERE event_id = 'full'"),
+      absl::StrCat("t|", "0.007412500000", "|acme\t\"co\"\\\n|prod|a\"b\\c\r|azure-gpt-4o|429|",
+                   "1000|200|100|50|t|t|250|12000000|test-1|req-full"));
   // (700 * 2.5 + 200 * 1.25 + 100 * 3.125) + (450 * 10 + 50 * 12) USD/M = 7412.5 USD/M * 1e-6.
   EXPECT_EQ(e.cost_pico(), 7'412'500'000);
 }
