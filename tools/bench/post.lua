@@ -6,7 +6,7 @@ wrk.headers["content-type"] = "application/json"
 local key = os.getenv("BENCH_KEY")
 if key and key ~= "" then wrk.headers["authorization"] = "Bearer " .. key end
 
-local errors = 0
+errors = 0  -- a global: done() reads it from each thread with thread:get
 local threads = {}
 function setup(thread)
   table.insert(threads, thread)
