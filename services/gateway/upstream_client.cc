@@ -771,9 +771,6 @@ asio::awaitable<absl::StatusOr<std::string_view>> UpstreamExchange::ReadSome() {
   }
   if (parser_->is_done()) co_return std::string_view();
   if (chunk_.empty()) chunk_.resize(kReadChunkBytes);
-  // Parse everything already received (several chunks of a chunked body, i.e. several SSE
-  // events) into one piece, not one piece per chunk: Beast stops after each chunk otherwise.
-  parser_->eager(true);
   UpstreamConnection& c = *connection_;
   while (true) {
     auto& body = parser_->get().body();
@@ -795,6 +792,23 @@ asio::awaitable<absl::StatusOr<std::string_view>> UpstreamExchange::ReadSome() {
           IsHttpParseError(ec) ? UpstreamErrorKind::kProtocol : UpstreamErrorKind::kIo;
       co_return Fail(kind, absl::UnavailableError(absl::StrCat("reading the response from ",
                                                                target_name_, ": ", ec.message())));
+    }
+    // Beast stops after each chunk of a chunked body (each SSE event): parse the chunks already
+    // received into the same piece, so one upstream read is one client write. Never waits for
+    // the socket here (Beast's eager mode would, holding a slow stream's events back until a
+    // complete next chunk arrives).
+    while (chunk_.size() != body.size && body.size > 0 && c.buffer().size() > 0 &&
+           !parser_->is_done()) {
+      beast::error_code pec;
+      const size_t used = parser_->put(c.buffer().data(), pec);
+      c.buffer().consume(used);
+      if (pec == http::error::need_more || pec == http::error::need_buffer) break;
+      if (pec) {
+        co_return Fail(UpstreamErrorKind::kProtocol,
+                       absl::UnavailableError(absl::StrCat("reading the response from ",
+                                                           target_name_, ": ", pec.message())));
+      }
+      if (used == 0) break;
     }
     const size_t got = chunk_.size() - body.size;
     if (got > 0) co_return std::string_view(chunk_.data(), got);

@@ -18,7 +18,9 @@
 #include "boost/asio/co_spawn.hpp"
 #include "boost/asio/connect.hpp"
 #include "boost/asio/detached.hpp"
+#include "boost/asio/read_until.hpp"
 #include "boost/asio/ssl.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "boost/asio/use_awaitable.hpp"
 #include "boost/asio/write.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
@@ -277,6 +279,77 @@ TEST(UpstreamPool, TunnelledAndDirectConnectionsHaveDistinctKeys) {
 // Loopback: a TLS origin, an in-test CONNECT proxy, and the client, all on one io_context.
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+// ---------------------------------------------------------------------------------------------
+// Streamed bodies: every chunk already received comes out in one piece, and a piece never waits
+// for bytes the upstream has not sent yet.
+
+std::string Chunk(std::string_view data) {
+  return absl::StrCat(absl::Hex(data.size()), "\r\n", std::string(data), "\r\n");
+}
+
+TEST(UpstreamExchangeStream, ReadSomeCoalescesReceivedChunksAndNeverWaitsForMore) {
+  asio::io_context ioc;
+  tcp::acceptor acceptor(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const int port = acceptor.local_endpoint().port();
+  // The origin sends two events, then holds the third until the client has read the first
+  // piece (or 5 s pass: a client waiting for more would then see all three in one piece).
+  asio::steady_timer gate(ioc);
+  gate.expires_after(std::chrono::seconds(5));
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        tcp::socket socket = co_await acceptor.async_accept(asio::use_awaitable);
+        std::string request;
+        co_await asio::async_read_until(socket, asio::dynamic_buffer(request), "{}", kTuple);
+        co_await asio::async_write(
+            socket,
+            asio::buffer(absl::StrCat("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                                      "transfer-encoding: chunked\r\n\r\n",
+                                      Chunk("data: a\n\n"), Chunk("data: b\n\n"))),
+            kTuple);
+        co_await gate.async_wait(kTuple);
+        co_await asio::async_write(
+            socket, asio::buffer(absl::StrCat(Chunk("data: c\n\n"), "0\r\n\r\n")), kTuple);
+      },
+      asio::detached);
+
+  auto target = ParseBaseUrl(absl::StrCat("http://127.0.0.1:", port, "/v1"));
+  ASSERT_TRUE(target.ok());
+  UpstreamOptions options;
+  options.idle_timeout = std::chrono::seconds(10);
+  UpstreamPool pool(ioc, nullptr, options);
+  std::vector<std::string> pieces;
+  absl::Status status;
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        UpstreamExchange::Request request(http::verb::post, target->base_path + "/chat", 11);
+        request.set(http::field::host, target->host_header);
+        request.body() = "{}";
+        request.prepare_payload();
+        UpstreamExchange exchange(pool);
+        status = co_await exchange.Start(*target, request);
+        if (!status.ok()) co_return;
+        for (;;) {
+          absl::StatusOr<std::string_view> piece = co_await exchange.ReadSome();
+          if (!piece.ok()) {
+            status = piece.status();
+            co_return;
+          }
+          if (piece->empty()) break;
+          pieces.emplace_back(*piece);
+          gate.cancel();
+        }
+        exchange.Finish();
+      },
+      [&](std::exception_ptr) { ioc.stop(); });
+  ioc.run();
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_EQ(pieces.size(), 2u);
+  EXPECT_EQ(pieces[0], "data: a\n\ndata: b\n\n") << "both received chunks in one piece";
+  EXPECT_EQ(pieces[1], "data: c\n\n");
+}
 
 struct TestCert {
   std::string cert_pem;
