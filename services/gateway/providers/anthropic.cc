@@ -863,6 +863,12 @@ absl::StatusOr<ProviderResponse> TranslateResponse(std::string_view body,
                                                              {"message", std::move(message)},
                                                              {"logprobs", nullptr},
                                                              {"finish_reason", finish}}}}};
+  // OpenAI's shape has no field for the matched stop sequence; carried as an extra choice field
+  // (ignored by OpenAI clients) so the Messages ingress can answer stop_reason "stop_sequence".
+  if (const std::string_view sequence = StringOf(Member(root, "stop_sequence"));
+      stop_reason == "stop_sequence" && !sequence.empty()) {
+    response["choices"].as_array()[0].as_object()["stop_sequence"] = sequence;
+  }
   if (counts.seen) {
     out.usage = Normalise(counts);
     response["usage"] = OpenAiUsageJson(*out.usage);
@@ -908,6 +914,7 @@ class AnthropicStreamTranslator final : public StreamTranslator {
   bool client_tool_seen_ = false;
   bool json_seen_ = false;
   std::string stop_reason_;
+  std::string stop_sequence_;  // the matched one, when stop_reason_ is "stop_sequence"
   std::map<int64_t, Block> blocks_;
   int next_tool_index_ = 0;
   UsageCounts counts_;
@@ -951,8 +958,12 @@ void AnthropicStreamTranslator::EmitFinish(std::string& out) {
   std::string_view finish = FinishReason(stop_reason_);
   if (finish == kFinishToolCalls && !client_tool_seen_ && json_seen_) finish = kFinishStop;
   json::object chunk = Chunk();
-  chunk["choices"] = json::array{json::object{
-      {"index", 0}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", finish}}};
+  json::object choice{
+      {"index", 0}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", finish}};
+  if (stop_reason_ == "stop_sequence" && !stop_sequence_.empty()) {
+    choice["stop_sequence"] = stop_sequence_;  // as in the non-stream translation
+  }
+  chunk["choices"] = json::array{std::move(choice)};
   if (wants_usage_) chunk["usage"] = nullptr;
   AppendSseData(json::serialize(chunk), out);
 }
@@ -1056,9 +1067,12 @@ void AnthropicStreamTranslator::OnEvent(const SseEvent& event, std::string& out)
     }
     // citations_delta and deltas of unknown blocks carry nothing OpenAI's shape can hold.
   } else if (type == "message_delta") {
-    if (const std::string_view r = StringOf(Member(Member(data, "delta"), "stop_reason"));
-        !r.empty()) {
+    const json::value* delta = Member(data, "delta");
+    if (const std::string_view r = StringOf(Member(delta, "stop_reason")); !r.empty()) {
       stop_reason_ = std::string(r);
+    }
+    if (const std::string_view q = StringOf(Member(delta, "stop_sequence")); !q.empty()) {
+      stop_sequence_ = std::string(q);
     }
     UpdateUsage(Member(data, "usage"));
     if (!stop_reason_.empty()) EmitFinish(out);

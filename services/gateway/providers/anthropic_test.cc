@@ -382,6 +382,32 @@ TEST_F(AnthropicTest, ResponseStopReasons) {
   }
 }
 
+TEST_F(AnthropicTest, MatchedStopSequenceIsCarriedForTheMessagesIngress) {
+  auto out = provider().TranslateChatResponse(
+      R"({"type":"message","model":"x","content":[{"type":"text","text":"a"}],)"
+      R"("stop_reason":"stop_sequence","stop_sequence":"END"})",
+      call_);
+  ASSERT_TRUE(out.ok());
+  const json::value body = ParseOrDie(out->body);
+  EXPECT_EQ(body.at("choices").at(0).at("finish_reason"), "stop");
+  EXPECT_EQ(body.at("choices").at(0).at("stop_sequence"), "END");
+  auto plain = provider().TranslateChatResponse(
+      R"({"type":"message","content":[],"stop_reason":"end_turn","stop_sequence":null})", call_);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(ParseOrDie(plain->body).at("choices").at(0).as_object().contains("stop_sequence"));
+
+  std::unique_ptr<StreamTranslator> t = provider().NewStreamTranslator(call_);
+  std::string stream;
+  SseEvent e;
+  e.has_data = true;
+  e.data = R"({"type":"message_start","message":{"model":"m","usage":{"input_tokens":5}}})";
+  t->OnEvent(e, stream);
+  e.data = R"({"type":"message_delta","delta":{"stop_reason":"stop_sequence",)"
+           R"("stop_sequence":"END"},"usage":{"output_tokens":3}})";
+  t->OnEvent(e, stream);
+  EXPECT_THAT(stream, HasSubstr(R"("finish_reason":"stop","stop_sequence":"END")"));
+}
+
 TEST_F(AnthropicTest, ResponseWithoutModelUsesClientModel) {
   auto out = provider().TranslateChatResponse(R"({"content":[],"stop_reason":"end_turn"})", call_);
   ASSERT_TRUE(out.ok());
