@@ -222,6 +222,13 @@ int Run() {
     std::fprintf(stderr, "ledger_bench: --database_url is required\n");
     return 2;
   }
+  if (absl::GetFlag(FLAGS_query_runs) < 1 || absl::GetFlag(FLAGS_writers) < 1 ||
+      absl::GetFlag(FLAGS_batch) < 1 || absl::GetFlag(FLAGS_ingest_events) < 0) {
+    std::fprintf(stderr,
+                 "ledger_bench: --query_runs, --writers and --batch must be at least 1, "
+                 "--ingest_events at least 0\n");
+    return 2;
+  }
   PostgresUsageStore::Options options;
   options.database_url = url;
   options.statement_timeout = absl::ZeroDuration();
