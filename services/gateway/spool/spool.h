@@ -116,8 +116,9 @@ class Spool {
   // deletes segments whose records are all acknowledged. Never moves the watermark back.
   absl::Status Acknowledge(uint64_t acked_end);
 
-  // Called (from the writer thread, under the spool's lock: it must not block or call into the
-  // spool) after each group commit: the sender's wake-up. After SetCommitCallback(nullptr)
+  // Called after each group commit (from the syncer thread; with fsync off, from the appending
+  // thread), under the spool's lock: it must not block or call into the spool. The sender's
+  // wake-up. After SetCommitCallback(nullptr)
   // returns, the previous callback is never called again.
   void SetCommitCallback(std::function<void()> callback);
 

@@ -17,8 +17,8 @@ SpoolMetrics::SpoolMetrics(prometheus::Registry& registry) {
                      .Help(
                          "Usage spool events by result: appended (durable on disk), sent (to "
                          "the ledger, resends included), acked (committed by the ledger), "
-                         "dropped (never written: spool full under policy drop, hand-off queue "
-                         "full, disk error), rejected (requests refused with 503 spool_full)")
+                         "dropped (never written: spool full under policy drop, spool closed, "
+                         "disk error), rejected (requests refused with 503 spool_full)")
                      .Register(registry);
   appended_ = &events.Add({{"result", "appended"}});
   sent_ = &events.Add({{"result", "sent"}});

@@ -7,7 +7,7 @@
 //   tollgate_gateway_spool_events_total{result}       appended (durable), sent (to the ledger,
 //                                                     resends included), acked, dropped (never
 //                                                     written: spool full under policy drop,
-//                                                     hand-off queue full, disk error),
+//                                                     spool closed, disk error),
 //                                                     rejected (chat requests refused with 503
 //                                                     spool_full under policy reject)
 //   tollgate_gateway_spool_fsync_seconds              fdatasync latency of each group commit
