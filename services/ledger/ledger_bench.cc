@@ -12,7 +12,7 @@
 //     insert, the rollup upserts).
 //
 //   ledger_bench --database_url=postgresql://... [--via=service] [--ingest_events=400000]
-//                [--writers=4] [--batch=256] [--query_events=10000000] [--query_runs=20]
+//                [--writers=4] [--batch=2000] [--query_events=10000000] [--query_runs=20]
 
 #include <algorithm>
 #include <atomic>
@@ -43,11 +43,11 @@ ABSL_FLAG(int64_t, ingest_events, 400000, "Events inserted in the ingest phase."
 ABSL_FLAG(std::string, via, "service",
           "Ingest path: service (Ledger.Ingest over gRPC) or store (InsertBatch calls).");
 ABSL_FLAG(int, writers, 4, "Concurrent writers (one connection each) in the ingest phase.");
-ABSL_FLAG(int, batch, 256,
-          "Events per batch: per IngestBatch message (service; the gateway's default is 256) or "
-          "per InsertBatch call (store).");
+ABSL_FLAG(int, batch, 2000,
+          "Events per batch: per IngestBatch message (service; the gateway's --ledger_batch_size "
+          "default) or per InsertBatch call (store).");
 ABSL_FLAG(int, streams, 4, "Client streams (gateways) of the service ingest.");
-ABSL_FLAG(int, window, 64, "Batches each stream keeps in flight, unacknowledged (service).");
+ABSL_FLAG(int, window, 16, "Batches each stream keeps in flight, unacknowledged (service).");
 ABSL_FLAG(int, max_write_events, 10000, "The ledger's --max_write_events (service).");
 ABSL_FLAG(int, queue_capacity, 64, "The ledger's --queue_capacity (service).");
 ABSL_FLAG(int64_t, query_events, 10000000, "Events generated with SQL for the query phase.");
