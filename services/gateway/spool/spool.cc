@@ -216,11 +216,13 @@ absl::Status Spool::Recover() {
                  {"dropped_bytes", dropped_text},
                  {"records_kept", kept_text}});
       } else {
-        LogError("spool: corrupt record in a sealed segment; dropping the rest of it",
-                 {{"segment", path},
-                  {"valid_bytes", valid_text},
-                  {"dropped_bytes", dropped_text},
-                  {"records_kept", kept_text}});
+        LogError(
+            "spool: bad record in an older segment (corruption, or a machine crash before "
+            "its final sync); dropping the rest of it",
+            {{"segment", path},
+             {"valid_bytes", valid_text},
+             {"dropped_bytes", dropped_text},
+             {"records_kept", kept_text}});
       }
       if (::truncate(path.c_str(), static_cast<off_t>(valid)) != 0) {
         return Errno(absl::StrCat("cannot truncate ", path));
@@ -341,11 +343,13 @@ void Spool::CountDropped(uint64_t n, const char* why) {
 namespace {
 struct SyncWait {
   const Spool::Written* written;
+  const std::vector<Spool::Written>* seals;
   const bool* appends_done;
   uint64_t base, records;
 };
 bool SyncHasWork(SyncWait* w) {
-  return *w->appends_done || w->written->base != w->base || w->written->records != w->records;
+  return *w->appends_done || !w->seals->empty() || w->written->base != w->base ||
+         w->written->records != w->records;
 }
 }  // namespace
 
@@ -353,13 +357,36 @@ void Spool::SyncerLoop() {
   // Nothing synced yet: the first round syncs (and publishes) whatever is written by then.
   uint64_t synced_base = UINT64_MAX;
   uint64_t synced_records = 0;
+  std::vector<Written> seals;
+  auto timed_fdatasync = [this](int fd) {
+    const Clock::time_point start = Clock::now();
+    if (::fdatasync(fd) != 0) LogError("spool fdatasync failed", {{"error", strerror(errno)}});
+    if (metrics_ != nullptr) {
+      metrics_->ObserveFsync(std::chrono::duration<double>(Clock::now() - start).count());
+    }
+  };
   while (true) {
+    bool active_changed;
     {
       absl::MutexLock lock(&sync_mu_);
-      SyncWait wait{&written_, &appends_done_, synced_base, synced_records};
+      SyncWait wait{&written_, &seals_, &appends_done_, synced_base, synced_records};
       sync_mu_.Await(absl::Condition(&SyncHasWork, &wait));
-      if (written_.base == synced_base && written_.records == synced_records) break;  // done
+      seals.swap(seals_);
+      active_changed = written_.base != synced_base || written_.records != synced_records;
+      if (seals.empty() && !active_changed) break;  // appends are done and all is synced
     }
+    // Full segments first, oldest first: each is synced and published to its end, then sealed,
+    // before any record of a later segment is published, so the reader never skips a record.
+    for (const Written& full : seals) {
+      timed_fdatasync(full.fd);
+      ::close(full.fd);
+      Publish(full.base, full.records, full.bytes);
+      absl::MutexLock lock(&mu_);
+      segments_[full.base].sealed = true;
+    }
+    if (!seals.empty()) SyncDir(options_.dir);  // the successors' directory entries
+    seals.clear();
+    if (!active_changed) continue;
     // Group commit: let appends add whatever arrives within the window to this sync.
     if (options_.commit_delay.count() > 0) std::this_thread::sleep_for(options_.commit_delay);
     Written target;
@@ -367,15 +394,17 @@ void Spool::SyncerLoop() {
     {
       absl::MutexLock lock(&sync_mu_);
       target = written_;
-      fd = ::dup(written_.fd);  // a roll may close the descriptor
+      fd = ::dup(written_.fd);  // a roll hands the descriptor over to a seal
+      if (!seals_.empty()) {
+        // A roll happened meanwhile: `target` is already the successor, whose records must
+        // not be published before the full segment's; the next round takes them in order.
+        if (fd >= 0) ::close(fd);
+        continue;
+      }
     }
     if (fd >= 0) {
-      const Clock::time_point start = Clock::now();
-      if (::fdatasync(fd) != 0) LogError("spool fdatasync failed", {{"error", strerror(errno)}});
+      timed_fdatasync(fd);
       ::close(fd);
-      if (metrics_ != nullptr) {
-        metrics_->ObserveFsync(std::chrono::duration<double>(Clock::now() - start).count());
-      }
     }
     Publish(target.base, target.records, target.bytes);
     synced_base = target.base;
@@ -384,36 +413,25 @@ void Spool::SyncerLoop() {
 }
 
 void Spool::Roll() {
-  // Seal the full segment (synced before its successor exists), then open the next.
-  Commit();
+  // Never waits for the disk: the full segment's final fdatasync, publication and seal are the
+  // syncer's (without fsync every record is published when written and the segment is sealed
+  // here).
   absl::MutexLock sync_lock(&sync_mu_);
   absl::MutexLock lock(&mu_);
-  segments_[active_base_].sealed = true;
-  ::close(active_fd_);
-  active_fd_ = -1;
+  const Written full{active_base_, written_records_, written_bytes_, active_fd_};
   absl::Status status = OpenActive(active_base_ + written_records_);
   if (!status.ok()) {
     // Keep appending to the old file rather than lose events; retried at the next roll.
     LogError("spool: cannot roll to a new segment", {{"error", std::string(status.message())}});
-    segments_[active_base_].sealed = false;
-    active_fd_ = ::open(segments_[active_base_].path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    return;
+  }
+  if (options_.fsync) {
+    seals_.push_back(full);
   } else {
-    SyncDir(options_.dir);
+    ::close(full.fd);
+    segments_[full.base].sealed = true;
   }
   written_ = {active_base_, written_records_, written_bytes_, active_fd_};
-}
-
-void Spool::Commit() {
-  if (options_.fsync) {
-    const Clock::time_point start = Clock::now();
-    if (::fdatasync(active_fd_) != 0) {
-      LogError("spool fdatasync failed", {{"error", strerror(errno)}});
-    }
-    if (metrics_ != nullptr) {
-      metrics_->ObserveFsync(std::chrono::duration<double>(Clock::now() - start).count());
-    }
-  }
-  Publish(active_base_, written_records_, written_bytes_);
 }
 
 void Spool::Publish(uint64_t base, uint64_t records, uint64_t bytes) {

@@ -14,8 +14,9 @@
 //   <base>.seg  20-digit zero-padded decimal `base`, the sequence number of its first record.
 //               Records: u32 LE payload length | u32 LE CRC-32C over (length bytes, payload) |
 //               payload = serialized v1::UsageEvent. A record's sequence number is its segment's
-//               base plus its index. Only the newest segment is ever appended to; a segment is
-//               sealed (fdatasync'd) before the next one is created.
+//               base plus its index. Only the newest segment is ever appended to; a full
+//               segment is sealed (its final fdatasync, by the syncer) before any record of
+//               its successor becomes readable.
 //   ACKED       decimal "acked end": every sequence number below it was acknowledged by the
 //               ledger. Replaced atomically (write ACKED.tmp, rename). Not fsync'd: losing an
 //               update only means those events are sent again, and the ledger's insert is
@@ -30,15 +31,16 @@
 // never sends an event that a power loss could take back. With options.fsync = false there is no
 // syncer and a write is visible at once. The chat handler appends before it answers, so an
 // answered request survives a SIGKILL of the gateway (a machine crash can still lose the last
-// group-commit window). The one slow append is the one that rolls to a new segment (every
-// options.segment_bytes): it fdatasyncs the full segment first, most of which the syncer has
-// already synced.
+// group-commit window). Rolling to a new segment (every options.segment_bytes) never waits for
+// the disk either: the append opens the successor and hands the full segment to the syncer,
+// which syncs it, publishes its last records and seals it before anything of the successor.
 //
 // Recovery (Open): every segment is scanned and every record's length and CRC checked. The first
 // bad record of the newest segment is a torn tail (a write cut short by a crash): the file is
-// truncated there and everything before it is kept. A bad record in an older (sealed) segment is
-// corruption: logged as an error, the segment truncated there. Fully acknowledged segments are
-// deleted; appends continue in a new segment.
+// truncated there and everything before it is kept. A bad record in an older segment is logged
+// as an error and the segment truncated there: corruption, or a machine crash between a roll and
+// the full segment's final sync (records never read by the sender, as for a torn tail). Fully
+// acknowledged segments are deleted; appends continue in a new segment.
 //
 // Size bound: options.max_bytes over all segment files. Past it, with FullPolicy::kDrop, Append
 // drops the event (counted and logged, never silently); with FullPolicy::kReject, Admitting()
@@ -162,10 +164,8 @@ class Spool {
   void SyncerLoop();
   // Makes the first `records` records of segment `base` durable/readable (never moves back).
   void Publish(uint64_t base, uint64_t records, uint64_t bytes);
-  // Seals the full active segment (fdatasync, publish) and opens its successor.
+  // Opens the full active segment's successor and hands the full one to the syncer to seal.
   void Roll() ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
-  // fdatasync the active segment and publish it (used when sealing a segment).
-  void Commit() ABSL_EXCLUSIVE_LOCKS_REQUIRED(append_mu_);
   void CountDropped(uint64_t n, const char* why);
   void PublishGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PersistAcked(uint64_t acked_end);
@@ -192,6 +192,8 @@ class Spool {
 
   absl::Mutex sync_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   Written written_ ABSL_GUARDED_BY(sync_mu_);
+  // Full segments (descriptor still open) waiting for the syncer's final fdatasync and seal.
+  std::vector<Written> seals_ ABSL_GUARDED_BY(sync_mu_);
   bool appends_done_ ABSL_GUARDED_BY(sync_mu_) = false;
 
   mutable absl::Mutex mu_;
