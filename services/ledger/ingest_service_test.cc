@@ -77,6 +77,14 @@ class IngestServiceTest : public ::testing::Test {
     state_->blocked = blocked;
   }
 
+  // Waits until exactly one writer is blocked inside the store (SetBlocked(true)).
+  bool OneInsertBlocked() {
+    return Eventually([&] {
+      absl::MutexLock lock(&state_->mu);
+      return state_->inserts_waiting == 1;
+    });
+  }
+
   // Batches read by the service so far (each is observed once in the batch-size histogram).
   uint64_t BatchesRead() { return metrics_->ingest_batch_size().Collect().histogram.sample_count; }
 
@@ -218,10 +226,7 @@ TEST_F(IngestServiceTest, WriterCommitsQueuedBatchesTogetherWithPerBatchAcks) {
   grpc::ClientContext ctx;
   std::unique_ptr<Stream> stream = stub_->Ingest(&ctx);
   ASSERT_TRUE(stream->Write(Batch(1, {"a"})));  // taken by the writer, which blocks
-  ASSERT_TRUE(Eventually([&] {
-    absl::MutexLock lock(&state_->mu);
-    return state_->inserts_waiting == 1;
-  }));
+  ASSERT_TRUE(OneInsertBlocked());
   // Queued meanwhile: 2 + 2 events fit in one transaction, the next 2 + 1 in another.
   ASSERT_TRUE(stream->Write(Batch(2, {"b", "c"})));
   ASSERT_TRUE(stream->Write(Batch(3, {"c", "a"})));  // both already stored or staged
@@ -251,10 +256,7 @@ TEST_F(IngestServiceTest, InvalidBatchInAJointTransactionFailsOnlyItsStream) {
   grpc::ClientContext good_ctx;
   std::unique_ptr<Stream> good = stub_->Ingest(&good_ctx);
   ASSERT_TRUE(good->Write(Batch(1, {"g1"})));
-  ASSERT_TRUE(Eventually([&] {
-    absl::MutexLock lock(&state_->mu);
-    return state_->inserts_waiting == 1;
-  }));
+  ASSERT_TRUE(OneInsertBlocked());
   grpc::ClientContext bad_ctx;
   std::unique_ptr<Stream> bad_stream = stub_->Ingest(&bad_ctx);
   v1::IngestBatch bad = Batch(1, {"fine", "bad-cost"});
@@ -299,10 +301,7 @@ TEST_F(IngestServiceTest, FullQueueStopsReadingInsteadOfDropping) {
   });
   // One batch in the blocked writer, one queued, one parked: then the stream stops reading.
   ASSERT_TRUE(Eventually([&] { return BatchesRead() == 3; })) << BatchesRead();
-  ASSERT_TRUE(Eventually([&] {
-    absl::MutexLock lock(&state_->mu);
-    return state_->inserts_waiting == 1;
-  }));
+  ASSERT_TRUE(OneInsertBlocked());
   EXPECT_EQ(metrics_->ingest_queue_depth().Value(), 1);
   // Not synchronisation: a window in which an unbounded reader would have read more.
   absl::SleepFor(absl::Milliseconds(200));
@@ -360,10 +359,7 @@ TEST_F(IngestServiceTest, CancelledStreamWithBatchesInFlightIsCleanedUp) {
   ASSERT_TRUE(stream->Write(Batch(1, {"a"})));
   ASSERT_TRUE(stream->Write(Batch(2, {"b"})));
   ASSERT_TRUE(Eventually([&] { return BatchesRead() == 2; }));
-  ASSERT_TRUE(Eventually([&] {
-    absl::MutexLock lock(&state_->mu);
-    return state_->inserts_waiting == 1;  // batch 1 in the writer, batch 2 queued
-  }));
+  ASSERT_TRUE(OneInsertBlocked());  // batch 1 in the writer, batch 2 queued
   EXPECT_EQ(metrics_->ingest_streams().Value(), 1);
   ctx->TryCancel();
   EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
